@@ -1,0 +1,484 @@
+"""Side-by-side benchmark: our connector service vs flytekit's vs an empty grpc.aio servicer (the ceiling).
+
+Run from the repository root (about 4 minutes; `--quick` takes about 1):
+
+    /work/venv/bin/python bench/run.py [--quick] [--only ours,flytekit,ceiling] [--json out.json]
+                                       [--ours-python /work/venv/bin/python]
+
+Needs h2load (`apt-get install -y nghttp2-client`). The harness python needs grpcio and flyteidl. flytekit 1.16.31
+with `flytekit[connector]` is installed on first use into ~/.cache/core-connectors-bench/flytekit-venv. Ours runs
+when `core_connectors` imports in the `--ours-python` interpreter (default: $CORE_CONNECTORS_PYTHON, else
+/work/venv/bin/python), else it is skipped. Servers listen on 127.0.0.1 only; with taskset the server is pinned to
+core 0 and the harness and h2load to core 1. See docs/benchmarks.md for the figures and the latest results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.core import identifier_pb2, interface_pb2, literals_pb2, tasks_pb2
+from flyteidl.service import agent_pb2_grpc
+from google.protobuf import struct_pb2
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CACHE = Path.home() / ".cache" / "core-connectors-bench"
+FLYTEKIT_SPEC = "flytekit[connector]==1.16.31"
+BASE_PYTHON = Path(getattr(sys, "_base_executable", sys.executable))
+SUCCEEDED = 3  # flyteidl.core.execution_pb2.TaskExecution.SUCCEEDED
+FAST_LOAD = (4, 32)  # h2load clients x streams per client = 128 concurrent streams
+BLOCKING_LOAD = (2, 32)  # 64 concurrent streams
+SERVICE = "/flyteidl.service.AsyncAgentService/"
+
+
+# ---------------------------------------------------------------------------------------------------- requests
+
+
+def create_request(task_type: str) -> agent_pb2.CreateTaskRequest:
+    """A CreateTaskRequest shaped like propeller's: a zero-length task of `task_type`."""
+    custom = struct_pb2.Struct()
+    custom.update({"duration": 0})
+    task_id = identifier_pb2.Identifier(
+        resource_type=identifier_pb2.TASK, project="bench", domain="development", name=f"bench.{task_type}", version="1"
+    )
+    template = tasks_pb2.TaskTemplate(
+        id=task_id,
+        type=task_type,
+        metadata=tasks_pb2.TaskMetadata(
+            runtime=tasks_pb2.RuntimeMetadata(type=tasks_pb2.RuntimeMetadata.FLYTE_SDK, version="1.16.31")
+        ),
+        interface=interface_pb2.TypedInterface(inputs=interface_pb2.VariableMap(), outputs=interface_pb2.VariableMap()),
+        custom=custom,
+    )
+    metadata = agent_pb2.TaskExecutionMetadata(namespace="bench-development", labels={"bench": "1"})
+    return agent_pb2.CreateTaskRequest(
+        template=template, inputs=literals_pb2.LiteralMap(), output_prefix="/tmp/bench", task_execution_metadata=metadata
+    )
+
+
+def get_request(task_type: str, resource_meta: bytes) -> agent_pb2.GetTaskRequest:
+    """A GetTaskRequest as propeller sends it: task_category set, deprecated task_type too."""
+    category = agent_pb2.TaskCategory(name=task_type, version=0)
+    return agent_pb2.GetTaskRequest(task_type=task_type, task_category=category, resource_meta=resource_meta)
+
+
+def grpc_frame(message) -> bytes:
+    """The body of a unary gRPC call: flag byte 0, 4-byte big-endian length, the message."""
+    data = message.SerializeToString()
+    return b"\0" + len(data).to_bytes(4, "big") + data
+
+
+def call(port: int, method: str, request, timeout: float = 10.0):
+    """One real call with the flyteidl stubs on a fresh channel; raises grpc.RpcError on failure."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        if method == "ListAgents":
+            return agent_pb2_grpc.AgentMetadataServiceStub(channel).ListAgents(request, timeout=timeout)
+        return getattr(agent_pb2_grpc.AsyncAgentServiceStub(channel), method)(request, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and all its descendants, in MB (from /proc)."""
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total_kb += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, AttributeError):
+            continue
+    return total_kb / 1024
+
+
+@dataclass
+class Server:
+    """How to start one of the three servers; `start()` returns a running process."""
+
+    name: str
+    argv: list[str]  # "{port}" is replaced
+    env: dict[str, str] = field(default_factory=dict)
+    pin: list[str] = field(default_factory=list)
+    logdir: Path = Path(tempfile.gettempdir())
+    expect: tuple[str, ...] = ("sleep", "blocking")  # task categories ListAgents must announce
+    proc: subprocess.Popen | None = None
+    port: int = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        argv = self.pin + [a.replace("{port}", str(self.port)) for a in self.argv]
+        env = {**os.environ, "PYTHONPATH": str(BENCH), **self.env}
+        self.log = self.logdir / f"{self.name}.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=BENCH, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL it after 5 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                break
+        self.proc = None
+
+    def tail(self) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
+        except OSError:
+            return ""
+
+    def launch(self, timeout: float = 60.0) -> float:
+        """Start the server; return seconds from launch to the first ListAgents that succeeds."""
+        t0 = time.perf_counter()
+        self.start()
+        while time.perf_counter() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                reply = call(self.port, "ListAgents", agent_pb2.ListAgentsRequest(), timeout=1.0)
+            except grpc.RpcError:
+                time.sleep(0.005)
+                continue
+            took = time.perf_counter() - t0
+            found = {c.name for a in reply.agents for c in a.supported_task_categories}
+            missing = set(self.expect) - found
+            if missing:
+                raise RuntimeError(f"{self.name}: ListAgents lacks {sorted(missing)} (has {sorted(found)})")
+            return took
+        raise RuntimeError(f"{self.name} served no ListAgents within {timeout} s:\n{self.tail()}")
+
+
+# ---------------------------------------------------------------------------------------------------- load
+
+
+def h2load(port: int, method: str, request, load: tuple[int, int], seconds: float, warmup: float) -> dict:
+    """Drive one unary method with h2load; return req/s and h2load's counts."""
+    clients, streams = load
+    with tempfile.NamedTemporaryFile(suffix=".bin") as body:
+        body.write(grpc_frame(request))
+        body.flush()
+        argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-D", str(seconds)]
+        argv += [f"--warm-up-time={warmup}", "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        argv += ["-d", body.name, f"http://127.0.0.1:{port}{SERVICE}{method}"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + warmup + 60).stdout
+    try:
+        rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+        counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+        data = int(re.search(r"traffic: .*\((\d+)\) data", out).group(1))
+    except AttributeError:
+        raise RuntimeError(f"cannot parse h2load output:\n{out}") from None
+    done, ok, failed = (int(counts.group(i)) for i in (2, 3, 4))
+    return {"rps": rps, "done": done, "succeeded": ok, "failed": failed, "data_bytes": data}
+
+
+def throughput(server: Server, method: str, request, expect, load, args) -> float:
+    """Check one real call, load the method, check again; return the median req/s over the repeats."""
+    reply_size = len(grpc_frame(expect(call(server.port, method, request))))
+    rates = []
+    for _ in range(args.repeat):
+        r = h2load(server.port, method, request, load, args.seconds, args.warmup)
+        # h2load counts any HTTP 200 as success: a gRPC error has no body, so compare response bytes too.
+        per_reply = r["data_bytes"] / max(r["succeeded"], 1)
+        if r["failed"] or r["succeeded"] == 0 or not 0.9 * reply_size <= per_reply <= 1.1 * reply_size:
+            raise RuntimeError(f"{server.name} {method}: bad replies under load {r}, expected {reply_size} B each")
+        rates.append(r["rps"])
+    expect(call(server.port, method, request))
+    return statistics.median(rates)
+
+
+def created(reply):
+    assert reply.resource_meta, "CreateTask returned no resource_meta"
+    return reply
+
+
+def succeeded(reply):
+    assert reply.resource.phase == SUCCEEDED, f"GetTask phase {reply.resource.phase}, expected SUCCEEDED"
+    return reply
+
+
+def bench_server(server: Server, args) -> dict:
+    """Launch times, idle memory and the three throughput figures of one server."""
+    res: dict = {}
+    try:
+        launches = []
+        for i in range(args.launches):
+            launches.append(server.launch())
+            if i < args.launches - 1:
+                server.stop()
+        res["launch_s"] = statistics.median(launches)
+        time.sleep(0.2)
+        res["idle_rss_mb"] = rss_mb(server.proc.pid)
+        print(f"  launch {[round(t, 3) for t in launches]} s, idle RSS {res['idle_rss_mb']:.1f} MB", flush=True)
+        metas = {t: call(server.port, "CreateTask", create_request(t)).resource_meta for t in ("sleep", "blocking")}
+        res["get_rps"] = throughput(server, "GetTask", get_request("sleep", metas["sleep"]), succeeded, FAST_LOAD, args)
+        print(f"  GetTask {res['get_rps']:.0f}/s", flush=True)
+        res["create_rps"] = throughput(server, "CreateTask", create_request("sleep"), created, FAST_LOAD, args)
+        print(f"  CreateTask {res['create_rps']:.0f}/s", flush=True)
+        blocking = get_request("blocking", metas["blocking"])
+        res["blocking_rps"] = throughput(server, "GetTask", blocking, succeeded, BLOCKING_LOAD, args)
+        print(f"  GetTask blocking {res['blocking_rps']:.0f}/s", flush=True)
+    except (RuntimeError, AssertionError, grpc.RpcError) as e:
+        res["error"] = str(e) if not isinstance(e, grpc.RpcError) else f"{e.code()}: {e.details()}"
+        print(f"  FAILED: {res['error']}\n{server.tail()}", flush=True)
+    finally:
+        server.stop()
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------- python side
+
+
+def run_ok(argv: list[str], **kw) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def import_cost(python: str, module: str, runs: int) -> dict:
+    """Median wall time of `python -c "import module"`, net of a bare interpreter, and the RSS after it."""
+
+    def wall(code: str) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            run_ok([python, "-c", code])
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    rss = "import re;print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+    bare, full = wall("pass"), wall(f"import {module}")
+    kb = int(run_ok([python, "-c", f"import {module};{rss}"]))
+    return {"import_s": full - bare, "import_wall_s": full, "bare_python_s": bare, "import_rss_mb": kb / 1024}
+
+
+def dir_mb(path: Path) -> float:
+    return int(run_ok(["du", "-sk", str(path)]).split()[0]) / 1024
+
+
+def package_count(venv: Path) -> int:
+    return len(run_ok([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"]).split())
+
+
+def make_venv(path: Path, *pip_args: str) -> Path:
+    run_ok([str(BASE_PYTHON), "-m", "venv", str(path)])
+    if pip_args:
+        run_ok([str(path / "bin" / "python"), "-m", "pip", "install", "-q", *pip_args], timeout=900)
+    return path
+
+
+def flytekit_venv() -> Path:
+    """The cached flytekit[connector] venv, built on first use."""
+    venv = CACHE / "flytekit-venv"
+    if not (venv / "bin" / "pyflyte").exists():
+        print(f"building {venv} with {FLYTEKIT_SPEC} (once) ...", flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        make_venv(venv, FLYTEKIT_SPEC)
+    return venv
+
+
+def installed_sizes(flytekit: Path | None, ours: bool) -> dict:
+    """Size and package count of each venv minus those of an empty venv."""
+    res: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = make_venv(Path(tmp) / "empty")
+        base_mb, base_n = dir_mb(empty), package_count(empty)
+        if flytekit:
+            res["flytekit"] = {"size_mb": dir_mb(flytekit) - base_mb, "packages": package_count(flytekit) - base_n}
+        if ours:
+            venv = make_venv(Path(tmp) / "ours", str(ROOT / "core"), str(ROOT / "connectors" / "sleep"))
+            res["ours"] = {"size_mb": dir_mb(venv) - base_mb, "packages": package_count(venv) - base_n}
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+# (key, label, unit, higher is better, target check on ours given the results)
+FIGURES = [
+    ("get_rps", "GetTask/s, sleep, 128 streams", "/s", True, lambda o, r: ("within 10% of ceiling", o >= 0.9 * r)),
+    ("create_rps", "CreateTask/s, sleep, 128 streams", "/s", True, lambda o, r: ("within 15% of ceiling", o >= 0.85 * r)),
+    ("blocking_rps", "GetTask/s, blocking 50 ms def get, 64 str.", "/s", True, lambda o, r: (">= 1000/s", o >= 1000)),
+    ("launch_s", "launch to first ListAgents (median)", "s", False, lambda o, r: ("< 0.35 s", o < 0.35)),
+    ("idle_rss_mb", "idle service RSS", "MB", False, lambda o, r: ("< 50 MB", o < 50)),
+    ("import_s", "import base classes (net of bare python)", "s", False, lambda o, r: ("< 0.15 s", o < 0.15)),
+    ("import_wall_s", "import base classes (wall)", "s", False, None),
+    ("import_rss_mb", "RSS after that import", "MB", False, None),
+    ("size_mb", "installed size (minus empty venv)", "MB", False, None),
+    ("packages", "installed packages (minus empty venv)", "", False, None),
+]
+
+
+def fmt(v, unit: str) -> str:
+    if v is None:
+        return "-"
+    if unit == "s":
+        return f"{v:.3f} s"
+    if unit == "/s":
+        return f"{v:,.0f}/s"
+    if unit == "MB":
+        return f"{v:.1f} MB"
+    return f"{v:g}"
+
+
+def report(results: dict) -> list[list[str]]:
+    """Rows of the table: figure, flytekit, ceiling, ours, ours/ceiling, ours/flytekit, target, status."""
+    rows = []
+    for key, label, unit, _, check in FIGURES:
+        f, c, o = (results.get(s, {}).get(key) for s in ("flytekit", "ceiling", "ours"))
+        oc = f"{o / c:.2f}" if o is not None and c else "-"
+        of = f"{o / f:.2f}" if o is not None and f else "-"
+        target, status = "", ""
+        if key == "size_mb":
+            target = "< 1/3 of flytekit's"
+            status = "-" if o is None or f is None else ("MET" if o < f / 3 else "NOT MET")
+        elif check:
+            target, met = check(o if o is not None else 0, c or 0)
+            status = "-" if o is None or (key.endswith("rps") and key != "blocking_rps" and not c) else (
+                "MET" if met else "NOT MET"
+            )
+        rows.append([label, fmt(f, unit), fmt(c, unit), fmt(o, unit), oc, of, target, status])
+    return rows
+
+
+def print_table(rows: list[list[str]]) -> None:
+    head = ["figure", "flytekit 1.16.31", "ceiling", "ours", "ours/ceil", "ours/fk", "target", "status"]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    print(line(head))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def ours_available(python: str) -> str | None:
+    """None when `core_connectors` imports and the CLI is there, else why not."""
+    if not Path(python).exists():
+        return f"{python} does not exist"
+    try:
+        run_ok([python, "-c", "import core_connectors, core_connectors.base_connector"], timeout=60)
+    except subprocess.CalledProcessError as e:
+        return f"core_connectors does not import in {python}: {e.stderr.strip().splitlines()[-1:]}"
+    if not (Path(python).parent / "core-connectors").exists():
+        return f"no core-connectors script next to {python}"
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Benchmark ours vs flytekit vs an empty grpc.aio servicer.")
+    parser.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
+    parser.add_argument("--only", default="ours,flytekit,ceiling", help="comma-separated subset to run")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--ours-python", default=os.environ.get("CORE_CONNECTORS_PYTHON", "/work/venv/bin/python"),
+        help="interpreter of the venv with core-connectors and core-connectors-sleep installed",
+    )
+    parser.add_argument("--no-size", action="store_true", help="skip the installed-size figure (builds a venv)")
+    args = parser.parse_args()
+    args.seconds, args.warmup, args.repeat = (2, 0.5, 1) if args.quick else (5, 1, 3)
+    args.launches, args.import_runs = (2, 3) if args.quick else (5, 7)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+
+    if not shutil.which("h2load"):
+        print("h2load not found: apt-get update && apt-get install -y nghttp2-client", file=sys.stderr)
+        return 2
+    pin, note = [], "no taskset or fewer than 2 cores: server and load share the cores"
+    if shutil.which("taskset") and len(os.sched_getaffinity(0)) >= 2:
+        cores = sorted(os.sched_getaffinity(0))
+        pin = ["taskset", "-c", str(cores[0])]
+        os.sched_setaffinity(0, {cores[1]})  # the harness, h2load and the import/launch clients
+        note = f"server pinned to core {cores[0]}, harness and h2load to core {cores[1]} (taskset)"
+    print(f"{os.cpu_count()} cores, python {sys.version.split()[0]}, h2load {FAST_LOAD[0] * FAST_LOAD[1]} streams "
+          f"(fast) / {BLOCKING_LOAD[0] * BLOCKING_LOAD[1]} (blocking); {note}", flush=True)
+
+    logdir = Path(tempfile.mkdtemp(prefix="core-connectors-bench-"))
+    results: dict = {"machine": {"nproc": os.cpu_count(), "python": sys.version.split()[0], "pinning": note}}
+    servers: dict[str, Server] = {}
+    if "ceiling" in only:
+        servers["ceiling"] = Server(
+            "ceiling", [sys.executable, str(BENCH / "empty_server.py"), "--port", "{port}"], expect=("sleep",)
+        )
+    fk_venv = None
+    if "flytekit" in only:
+        fk_venv = flytekit_venv()
+        argv = [str(fk_venv / "bin" / "pyflyte"), "serve", "connector", "--port", "{port}", "--prometheus_port", "0"]
+        argv += ["--modules", "flytekit_sleep_connector", "--modules", "flytekit_blocking_connector"]
+        servers["flytekit"] = Server("flytekit", argv)
+    ours_ok = False
+    if "ours" in only:
+        why = ours_available(args.ours_python)
+        if why:
+            print(f"SKIPPING ours: {why}", flush=True)
+            results["ours"] = {"skipped": why}
+        else:
+            ours_ok = True
+            cli = str(Path(args.ours_python).parent / "core-connectors")
+            argv = [cli, "serve", "--port", "{port}", "--prometheus-port", "0", "--modules", "ours_blocking_connector"]
+            servers["ours"] = Server("ours", argv)
+
+    try:
+        for name, server in servers.items():
+            server.pin, server.logdir = pin, logdir
+            print(f"{name}: {' '.join(server.argv)}", flush=True)
+            results[name] = bench_server(server, args)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    imports = {}
+    if fk_venv:
+        imports["flytekit"] = (str(fk_venv / "bin" / "python"), "flytekit.extend.backend.base_connector")
+    if ours_ok:
+        imports["ours"] = (args.ours_python, "core_connectors.base_connector")
+    for name, (python, module) in imports.items():
+        results[name].update(import_cost(python, module, args.import_runs))
+        print(f"{name}: import {module} {results[name]['import_wall_s']:.3f} s wall", flush=True)
+    if not args.no_size and (fk_venv or ours_ok):
+        print("measuring installed sizes (fresh venv from ./core ./connectors/sleep) ...", flush=True)
+        for name, sizes in installed_sizes(fk_venv, ours_ok).items():
+            results[name].update(sizes)
+
+    rows = report(results)
+    print()
+    print_table(rows)
+    if args.json:
+        results["table"] = rows
+        args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nserver logs: {logdir}")
+    return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

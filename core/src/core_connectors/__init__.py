@@ -1,0 +1,54 @@
+"""core-connectors: Flyte's connector framework without flytekit.
+
+The public names mirror ``flytekit.extend.backend.base_connector``; porting a connector means changing its
+imports. Importing this package stays light: the service, metrics, CLI and local runner load on demand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base_connector import (
+    AsyncConnectorBase,
+    ConnectorBase,
+    ConnectorRegistry,
+    Resource,
+    ResourceMeta,
+    SyncConnectorBase,
+    TaskCategory,
+    convert_to_flyte_phase,
+    is_terminal_phase,
+)
+from .errors import ConnectorNotFound, ResourceMetaDecodeError, SecretNotFound
+from .hooks import hookimpl
+from .secrets import get_agent_secret, get_connector_secret
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncConnectorBase",
+    "AsyncConnectorExecutorMixin",
+    "ConnectorBase",
+    "ConnectorNotFound",
+    "ConnectorRegistry",
+    "Resource",
+    "ResourceMeta",
+    "ResourceMetaDecodeError",
+    "SecretNotFound",
+    "SyncConnectorBase",
+    "SyncConnectorExecutorMixin",
+    "TaskCategory",
+    "convert_to_flyte_phase",
+    "get_agent_secret",
+    "get_connector_secret",
+    "hookimpl",
+    "is_terminal_phase",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SyncConnectorExecutorMixin", "AsyncConnectorExecutorMixin"):
+        from . import local
+
+        return getattr(local, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

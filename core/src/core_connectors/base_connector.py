@@ -1,0 +1,382 @@
+"""The connector contract: the names of ``flytekit.extend.backend.base_connector`` without flytekit.
+
+Porting a flytekit connector means changing its imports. Connectors receive the flyteidl messages as they
+arrive on the wire (``TaskTemplate``, ``LiteralMap``, ``TaskExecutionMetadata``); every connector method may
+be a plain ``def`` or an ``async def``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
+
+from flyteidl.admin import agent_pb2
+from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2, types_pb2
+from google.protobuf import json_format, struct_pb2
+
+from .errors import ConnectorNotFound, ResourceMetaDecodeError
+from .secrets import get_agent_secret, get_connector_secret
+
+if TYPE_CHECKING:
+    from .local import AsyncConnectorExecutorMixin, SyncConnectorExecutorMixin
+
+__all__ = [
+    "AsyncConnectorBase",
+    "AsyncConnectorExecutorMixin",
+    "ConnectorBase",
+    "ConnectorNotFound",
+    "ConnectorRegistry",
+    "Resource",
+    "ResourceMeta",
+    "ResourceMetaDecodeError",
+    "SyncConnectorBase",
+    "SyncConnectorExecutorMixin",
+    "TaskCategory",
+    "convert_to_flyte_phase",
+    "get_agent_secret",
+    "get_connector_secret",
+    "is_terminal_phase",
+]
+
+Phase = execution_pb2.TaskExecution.Phase
+_TaskExecution = execution_pb2.TaskExecution
+
+
+class TaskCategory:
+    """A task type and its version: the key propeller routes a task to a connector by."""
+
+    __slots__ = ("_name", "_version")
+
+    def __init__(self, name: str, version: int = 0):
+        self._name = name
+        self._version = version
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def __hash__(self) -> int:
+        return hash((self._name, self._version))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskCategory):
+            return NotImplemented
+        return self._name == other._name and self._version == other._version
+
+    def __str__(self) -> str:
+        return f"{self._name}_v{self._version}"
+
+    def __repr__(self) -> str:
+        return f"TaskCategory(name={self._name!r}, version={self._version})"
+
+    def to_flyte_idl(self) -> agent_pb2.TaskCategory:
+        return agent_pb2.TaskCategory(name=self._name, version=self._version)
+
+
+_M = TypeVar("_M", bound="ResourceMeta")
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+@dataclass
+class ResourceMeta:
+    """Base of a connector's job handle. Subclasses are dataclasses; the bytes go back and forth to propeller.
+
+    ``encode()`` writes exactly what flytekit writes, so propeller can keep polling a job that a flytekit
+    connector service created. ``decode()`` never unpickles.
+    """
+
+    def encode(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode("utf-8")
+
+    @classmethod
+    def decode(cls: type[_M], data: bytes) -> _M:
+        if data[:2] in _PICKLE_MAGIC:
+            raise ResourceMetaDecodeError(
+                f"cannot decode {cls.__name__}: the metadata is a Python pickle (as older flytekit connectors "
+                "wrote it); it is never unpickled here, so the task must be started again"
+            )
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ResourceMetaDecodeError(f"cannot decode {cls.__name__}: the metadata is not JSON ({e})") from None
+        return _dataclass_from_json(cls, raw, cls.__name__)
+
+
+def _dataclass_from_json(cls: type[_M], raw: Any, where: str) -> _M:
+    if not isinstance(raw, dict):
+        raise ResourceMetaDecodeError(f"cannot decode {where}: expected a JSON object, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not field.init:
+            continue
+        if field.name not in raw:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ResourceMetaDecodeError(f"cannot decode {where}: field {field.name!r} is missing")
+            continue
+        kwargs[field.name] = _value_from_json(hints.get(field.name, Any), raw[field.name], f"{where}.{field.name}")
+    return cls(**kwargs)
+
+
+def _value_from_json(tp: Any, value: Any, where: str) -> Any:
+    """Rebuild one field: nested dataclasses, Optional/Union, list, tuple and dict; basic types are checked."""
+    if tp is Any or isinstance(tp, TypeVar):
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _value_from_json(arg, value, where)
+            except ResourceMetaDecodeError as e:
+                errors.append(str(e))
+        raise ResourceMetaDecodeError(errors[0] if len(errors) == 1 else f"cannot decode {where}: no type fits")
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass_from_json(tp, value, where)
+    if origin in (list, tuple, set, frozenset) or tp in (list, tuple):
+        if not isinstance(value, list):
+            raise ResourceMetaDecodeError(f"cannot decode {where}: expected a list, got {type(value).__name__}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            items = [_value_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+        else:
+            item_type = args[0] if args else Any
+            items = [_value_from_json(item_type, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return (origin or tp)(items)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ResourceMetaDecodeError(f"cannot decode {where}: expected an object, got {type(value).__name__}")
+        value_type = args[1] if len(args) == 2 else Any
+        return {k: _value_from_json(value_type, v, f"{where}[{k!r}]") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (type(value) is tp):
+        raise ResourceMetaDecodeError(f"cannot decode {where}: expected {tp.__name__}, got {type(value).__name__}")
+    return value
+
+
+@dataclass
+class Resource:
+    """What a connector says about a job: its phase, a message, log links, outputs and custom info.
+
+    ``outputs`` may be a ``LiteralMap`` or a dict of plain Python values, which the service converts by the
+    template's interface where it has one. ``phase`` must be a real phase: propeller reads 0 (UNDEFINED) as
+    a retryable failure.
+    """
+
+    phase: Phase
+    message: Optional[str] = None
+    log_links: Optional[list[execution_pb2.TaskLog]] = None
+    outputs: Optional[Union[literals_pb2.LiteralMap, dict[str, Any]]] = None
+    custom_info: Optional[dict[str, Any]] = None
+
+    def __post_init__(self) -> None:
+        _check_phase(self.phase)
+
+    async def to_flyte_idl(self, output_types: Mapping[str, types_pb2.LiteralType] | None = None) -> agent_pb2.Resource:
+        """Awaitable, as in flytekit; the same as ``to_flyte_idl_sync``."""
+        return self.to_flyte_idl_sync(output_types)
+
+    def to_flyte_idl_sync(self, output_types: Mapping[str, types_pb2.LiteralType] | None = None) -> agent_pb2.Resource:
+        """The wire message; plain-value outputs are converted, guided by ``output_types`` when given."""
+        _check_phase(self.phase)
+        resource = agent_pb2.Resource(phase=self.phase, message=self.message or "")
+        if self.log_links:
+            resource.log_links.extend(self.log_links)
+        if self.outputs is not None:
+            resource.outputs.CopyFrom(_outputs_to_literal_map(self.outputs, output_types))
+        if self.custom_info:
+            resource.custom_info.CopyFrom(json_format.ParseDict(_jsonable(self.custom_info), struct_pb2.Struct()))
+        return resource
+
+    @classmethod
+    def from_flyte_idl(cls, pb2_object: agent_pb2.Resource) -> Resource:
+        return cls(
+            phase=pb2_object.phase or _phase_from_state(pb2_object.state),
+            message=pb2_object.message or None,
+            log_links=list(pb2_object.log_links) or None,
+            outputs=pb2_object.outputs if pb2_object.HasField("outputs") else None,
+            custom_info=(
+                json_format.MessageToDict(pb2_object.custom_info) if pb2_object.HasField("custom_info") else None
+            ),
+        )
+
+
+def _check_phase(phase: Any) -> None:
+    if phase not in _TaskExecution.Phase.values() or phase == _TaskExecution.UNDEFINED:
+        raise ValueError(
+            f"Resource.phase must be a TaskExecution phase other than UNDEFINED, got {phase!r} "
+            "(propeller reads UNDEFINED as a retryable failure)"
+        )
+
+
+def _phase_from_state(state: int) -> int:
+    """Map the deprecated ``State`` enum of old services onto a phase."""
+    return {
+        agent_pb2.RETRYABLE_FAILURE: _TaskExecution.RETRYABLE_FAILED,
+        agent_pb2.PERMANENT_FAILURE: _TaskExecution.FAILED,
+        agent_pb2.PENDING: _TaskExecution.INITIALIZING,
+        agent_pb2.RUNNING: _TaskExecution.RUNNING,
+        agent_pb2.SUCCEEDED: _TaskExecution.SUCCEEDED,
+    }.get(state, _TaskExecution.RETRYABLE_FAILED)
+
+
+def _outputs_to_literal_map(
+    outputs: Any, output_types: Mapping[str, types_pb2.LiteralType] | None
+) -> literals_pb2.LiteralMap:
+    if isinstance(outputs, literals_pb2.LiteralMap):
+        return outputs
+    if hasattr(outputs, "to_flyte_idl"):  # a flytekit model, from a connector that still uses them
+        return outputs.to_flyte_idl()  # type: ignore[no-any-return]
+    if isinstance(outputs, Mapping):
+        from .literals import python_to_literal_map
+
+        return python_to_literal_map(outputs, output_types)
+    raise TypeError(f"Resource.outputs must be a LiteralMap or a dict, got {type(outputs).__name__}")
+
+
+def _jsonable(value: Any) -> Any:
+    """custom_info goes into a protobuf Struct: make dataclasses, tuples, datetimes and the like fit."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"custom_info value of type {type(value).__name__} is not JSON serialisable")
+
+
+class ConnectorBase(ABC):
+    """What every connector has: a display name and the task category it serves."""
+
+    name = "Base Connector"
+
+    def __init__(self, task_type_name: str, task_type_version: int = 0, **kwargs: Any):
+        self._task_category = TaskCategory(name=task_type_name, version=task_type_version)
+
+    @property
+    def task_category(self) -> TaskCategory:
+        """The task category that the connector supports."""
+        return self._task_category
+
+
+class SyncConnectorBase(ConnectorBase):
+    """A connector that answers in one call (ExecuteTaskSync): ``do`` returns a terminal Resource."""
+
+    name = "Base Sync Connector"
+
+    @abstractmethod
+    def do(
+        self,
+        task_template: tasks_pb2.TaskTemplate,
+        output_prefix: str,
+        inputs: Optional[literals_pb2.LiteralMap] = None,
+        **kwargs: Any,
+    ) -> Resource:
+        """Run the task and return its terminal Resource (may be ``async def``)."""
+        raise NotImplementedError
+
+
+class AsyncConnectorBase(ConnectorBase):
+    """A connector for long jobs: ``create`` starts one, propeller polls ``get``, and may ``delete`` it."""
+
+    name = "Base Async Connector"
+
+    def __init__(self, metadata_type: type[ResourceMeta], **kwargs: Any):
+        super().__init__(**kwargs)
+        self._metadata_type = metadata_type
+
+    @property
+    def metadata_type(self) -> type[ResourceMeta]:
+        return self._metadata_type
+
+    @abstractmethod
+    def create(
+        self,
+        task_template: tasks_pb2.TaskTemplate,
+        output_prefix: str,
+        inputs: Optional[literals_pb2.LiteralMap],
+        task_execution_metadata: Optional[agent_pb2.TaskExecutionMetadata],
+        **kwargs: Any,
+    ) -> ResourceMeta:
+        """Start the job and return the handle that ``get`` and ``delete`` receive."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
+        """Return the job's phase, and its outputs when the connector produces them."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
+        """Cancel the job. Must be idempotent: deleting a finished or unknown job succeeds."""
+        raise NotImplementedError
+
+    def get_metrics(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+        """Optional: the job's metrics (the service answers UNIMPLEMENTED when absent)."""
+        raise NotImplementedError
+
+    def get_logs(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskLogsResponse:
+        """Optional: the job's logs, one response or an iterator of them (UNIMPLEMENTED when absent)."""
+        raise NotImplementedError
+
+
+_FAILED_STATES = {"failed", "timeout", "timedout", "canceled", "cancelled", "skipped"}
+_SUCCEEDED_STATES = {"done", "succeeded", "success", "completed"}
+
+
+def convert_to_flyte_phase(state: str) -> Phase:
+    """Map a job state word onto a phase, with flytekit 1.16's table; an unknown word is a ValueError."""
+    word = state.lower()
+    if word in _FAILED_STATES:
+        return _TaskExecution.FAILED
+    if word == "internal_error":
+        return _TaskExecution.RETRYABLE_FAILED
+    if word in _SUCCEEDED_STATES:
+        return _TaskExecution.SUCCEEDED
+    if word in ("running", "terminating"):
+        return _TaskExecution.RUNNING
+    if word == "pending":
+        return _TaskExecution.INITIALIZING
+    raise ValueError(f"Unrecognized state: {word}")
+
+
+_TERMINAL_PHASES = frozenset(
+    {_TaskExecution.SUCCEEDED, _TaskExecution.ABORTED, _TaskExecution.FAILED, _TaskExecution.RETRYABLE_FAILED}
+)
+
+
+def is_terminal_phase(phase: Phase) -> bool:
+    """True when propeller stops polling: SUCCEEDED, ABORTED, FAILED or RETRYABLE_FAILED."""
+    return phase in _TERMINAL_PHASES
+
+
+# The registry checks connectors against the classes above, so it is imported once they exist.
+from .registry import ConnectorRegistry  # noqa: E402
+
+
+def __getattr__(name: str) -> Any:
+    # The executor mixins pull in the local runner (rich, signals); load them only when asked for.
+    if name in ("SyncConnectorExecutorMixin", "AsyncConnectorExecutorMixin"):
+        from . import local
+
+        return getattr(local, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

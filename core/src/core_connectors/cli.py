@@ -1,0 +1,104 @@
+"""The ``core-connectors`` command. Subcommands load their modules only when run, so ``list`` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from typing import Any
+
+import click
+
+# subcommand name -> "module:attribute" of its click command, imported on use
+_LAZY_COMMANDS = {
+    "serve": "core_connectors.server.cli:serve",
+    "run": "core_connectors.local.cli:run",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="core-connectors")
+def main() -> None:
+    """Serve, list and run Flyte connectors without flytekit."""
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
+def list_connectors(as_json: bool) -> None:
+    """Show the installed connectors and the plugins that failed to load."""
+    from .registry import ConnectorRegistry
+
+    registry = ConnectorRegistry.current()
+    registry.ensure_discovered()
+    connectors = [
+        {
+            "name": connector.name,
+            "task_categories": [{"name": connector.task_category.name, "version": connector.task_category.version}],
+            "is_sync": _is_sync(connector),
+            "entry_point": source.entry_point,
+            "distribution": source.distribution,
+            "version": source.version,
+        }
+        for connector, source in registry.connectors()
+    ]
+    failures = [
+        {
+            "entry_point": f.source.entry_point,
+            "distribution": f.source.distribution,
+            "version": f.source.version,
+            "error": f.error,
+        }
+        for f in registry.failures
+    ]
+    if as_json:
+        click.echo(json.dumps({"connectors": connectors, "failed": failures, "disabled": registry.disabled}, indent=2))
+        return
+    _print_tables(connectors, failures, registry.disabled)
+
+
+def _is_sync(connector: Any) -> bool:
+    from .base_connector import SyncConnectorBase
+
+    return isinstance(connector, SyncConnectorBase)
+
+
+def _print_tables(connectors: list[dict[str, Any]], failures: list[dict[str, Any]], disabled: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Connectors")
+    for column in ("Name", "Task category", "Kind", "Distribution"):
+        table.add_column(column)
+    for c in connectors:
+        categories = ", ".join(f"{t['name']} v{t['version']}" for t in c["task_categories"])
+        dist = f"{c['distribution']} {c['version']}".strip() or "(registered in code)"
+        table.add_row(c["name"], categories, "sync" if c["is_sync"] else "async", dist)
+    console.print(table)
+    if failures:
+        failed = Table(title="Plugins that failed to load", title_style="bold red")
+        for column in ("Entry point", "Distribution", "Error"):
+            failed.add_column(column)
+        for f in failures:
+            failed.add_row(f["entry_point"], f"{f['distribution']} {f['version']}".strip(), f["error"])
+        console.print(failed)
+    if disabled:
+        console.print(f"Disabled by CORE_CONNECTORS_DISABLE: {', '.join(disabled)}")
+    if not connectors and not failures:
+        console.print("No connectors installed: try `pip install core-connectors-sleep`.", style="yellow")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

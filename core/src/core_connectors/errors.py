@@ -1,0 +1,18 @@
+"""The errors the core raises, in one place so the service can map each to its gRPC status code."""
+
+from __future__ import annotations
+
+
+class ConnectorNotFound(LookupError):
+    """No connector serves the requested task category or name (the service answers NOT_FOUND)."""
+
+
+class ResourceMetaDecodeError(ValueError):
+    """Resource metadata bytes that do not decode into the connector's metadata type (INVALID_ARGUMENT)."""
+
+
+class SecretNotFound(KeyError):
+    """A connector secret that is in neither the environment nor the secrets directory."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""

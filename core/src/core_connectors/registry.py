@@ -1,0 +1,247 @@
+"""Where connectors live: a registry instance, discovery of installed connector distributions, and the
+static ``ConnectorRegistry`` facade with flytekit's API.
+
+``pip install core-connectors-sleep`` is all it takes: on first use the registry loads every entry point in
+the ``flytekit.connectors`` group, each on its own, so one broken plugin is reported and skipped while the
+rest serve. ``CORE_CONNECTORS_DISABLE=name,...`` skips plugins by entry-point name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Union
+
+import pluggy
+from flyteidl.admin import agent_pb2
+
+from .base_connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase, TaskCategory
+from .errors import ConnectorNotFound
+from .hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec
+
+if TYPE_CHECKING:
+    AnyConnector = Union[AsyncConnectorBase, SyncConnectorBase]
+
+__all__ = ["ConnectorRegistry", "PluginFailure", "PluginSource", "Registry"]
+
+logger = logging.getLogger("core_connectors.registry")
+
+DISABLE_ENV = "CORE_CONNECTORS_DISABLE"
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """The entry point and distribution a connector came from (empty for connectors registered in code)."""
+
+    entry_point: str = ""
+    distribution: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """An entry point that could not contribute its connectors, and why."""
+
+    source: PluginSource
+    error: str
+
+
+class Registry:
+    """One set of connectors, keyed by task category, with the Agent metadata ListAgents serves.
+
+    The service uses one; tests make their own (``ConnectorRegistry.isolated()``) so nothing leaks.
+    """
+
+    def __init__(self, discover: bool = True):
+        self._connectors: dict[TaskCategory, ConnectorBase] = {}
+        self._agents: dict[str, agent_pb2.Agent] = {}
+        self._sources: dict[TaskCategory, PluginSource] = {}
+        self.failures: list[PluginFailure] = []
+        self.disabled: list[str] = []
+        self._discovered = not discover
+        self._lock = threading.RLock()
+
+    # -------------------------------------------------------------------------------------- registration
+    def register(self, connector: ConnectorBase, override: bool = False, source: PluginSource | None = None) -> None:
+        if not isinstance(connector, ConnectorBase):
+            raise TypeError(f"expected a ConnectorBase instance, got {type(connector).__name__}")
+        category = connector.task_category
+        with self._lock:
+            previous = self._connectors.get(category)
+            if previous is not None and not override:
+                raise ValueError(f"Duplicate connector for task type: {category}")
+            if previous is not None and previous.name != connector.name:
+                self._forget_category(previous.name, category)
+            self._connectors[category] = connector
+            self._sources[category] = source or PluginSource()
+            self._add_category(connector, category)
+
+    def _add_category(self, connector: ConnectorBase, category: TaskCategory) -> None:
+        agent = self._agents.get(connector.name)
+        if agent is None:
+            agent = agent_pb2.Agent(name=connector.name, is_sync=isinstance(connector, SyncConnectorBase))
+            self._agents[connector.name] = agent
+        if not any(c.name == category.name and c.version == category.version for c in agent.supported_task_categories):
+            agent.supported_task_categories.append(category.to_flyte_idl())
+            if category.name not in agent.supported_task_types:
+                agent.supported_task_types.append(category.name)
+
+    def _forget_category(self, agent_name: str, category: TaskCategory) -> None:
+        agent = self._agents[agent_name]
+        kept = [c for c in agent.supported_task_categories if (c.name, c.version) != (category.name, category.version)]
+        if not kept:
+            del self._agents[agent_name]
+            return
+        del agent.supported_task_categories[:]
+        agent.supported_task_categories.extend(kept)
+        del agent.supported_task_types[:]
+        agent.supported_task_types.extend(dict.fromkeys(c.name for c in kept))
+
+    # ------------------------------------------------------------------------------------------- lookups
+    def get_connector(self, task_type_name: str, task_type_version: int = 0) -> ConnectorBase:
+        self.ensure_discovered()
+        category = TaskCategory(name=task_type_name, version=task_type_version)
+        connector = self._connectors.get(category)
+        if connector is None:
+            raise ConnectorNotFound(f"Cannot find connector for task category: {category}.")
+        return connector
+
+    def get_connector_metadata(self, name: str) -> agent_pb2.Agent:
+        self.ensure_discovered()
+        agent = self._agents.get(name)
+        if agent is None:
+            raise ConnectorNotFound(f"Cannot find connector for name: {name}.")
+        return agent
+
+    def list_connectors(self) -> list[agent_pb2.Agent]:
+        self.ensure_discovered()
+        return list(self._agents.values())
+
+    def connectors(self) -> list[tuple[ConnectorBase, PluginSource]]:
+        """Every registered connector with where it came from, in registration order."""
+        self.ensure_discovered()
+        return [(c, self._sources[cat]) for cat, c in self._connectors.items()]
+
+    # ----------------------------------------------------------------------------------------- discovery
+    def ensure_discovered(self) -> None:
+        if not self._discovered:
+            self.discover()
+
+    def discover(self) -> None:
+        """Load every entry point of the ``flytekit.connectors`` group not disabled by name (again if asked)."""
+        with self._lock:
+            self._discovered = True
+            disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+            self.disabled = []
+            for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                if entry_point.name in disabled:
+                    self.disabled.append(entry_point.name)
+                    continue
+                self._load(entry_point)
+
+    def _load(self, entry_point: metadata.EntryPoint) -> None:
+        dist = getattr(entry_point, "dist", None)
+        source = PluginSource(
+            entry_point=entry_point.name,
+            distribution=dist.metadata["Name"] if dist is not None else "",
+            version=dist.version if dist is not None else "",
+        )
+        if any(s == source for s in self._sources.values()) or any(f.source == source for f in self.failures):
+            return  # already loaded by an earlier discover()
+        before = set(self._connectors)
+        try:
+            provided = _provided_connectors(entry_point.load(), entry_point.name)
+        except Exception as e:  # a plugin's own failure must not stop the others
+            self._fail(source, f"{type(e).__name__}: {e}", exc=e)
+            return
+        for connector in provided:
+            try:
+                self.register(connector, source=source)
+            except (TypeError, ValueError) as e:
+                self._fail(source, str(e))
+        for category in set(self._connectors) - before:  # registered as an import side effect, flytekit style
+            if self._sources[category] == PluginSource():
+                self._sources[category] = source
+        if not provided and set(self._connectors) == before:
+            self._fail(source, "provides no connectors (no provide_connectors hook and nothing registered)")
+
+    def _fail(self, source: PluginSource, error: str, exc: BaseException | None = None) -> None:
+        self.failures.append(PluginFailure(source=source, error=error))
+        logger.warning(
+            "skipped connector plugin %r from %s %s: %s",
+            source.entry_point,
+            source.distribution or "an unknown distribution",
+            source.version,
+            error,
+            exc_info=exc,
+        )
+
+
+def _provided_connectors(obj: Any, name: str) -> list[ConnectorBase]:
+    """Ask one loaded entry point for its connectors through the pluggy hook (or take it if it is one)."""
+    if isinstance(obj, ConnectorBase) or (inspect.isclass(obj) and issubclass(obj, ConnectorBase)):
+        results: list[Any] = [[obj]]
+    else:
+        manager = pluggy.PluginManager(PROJECT_NAME)
+        manager.add_hookspecs(ConnectorHookSpec)
+        manager.register(obj, name=name)
+        results = manager.hook.provide_connectors()
+    connectors = []
+    for result in results:
+        for item in result if isinstance(result, (list, tuple)) else [result]:
+            if inspect.isclass(item) and issubclass(item, ConnectorBase) and not inspect.isabstract(item):
+                item = item()
+            if not isinstance(item, ConnectorBase):
+                raise TypeError(f"provide_connectors returned {item!r}, which is not a connector")
+            connectors.append(item)
+    return connectors
+
+
+_current = Registry()
+
+
+class ConnectorRegistry:
+    """flytekit's static registry API, served by the current ``Registry`` (discovered on first use)."""
+
+    @staticmethod
+    def register(connector: AnyConnector, override: bool = False) -> None:
+        _current.register(connector, override=override)
+
+    @staticmethod
+    def get_connector(task_type_name: str, task_type_version: int = 0) -> AnyConnector:
+        return _current.get_connector(task_type_name, task_type_version)  # type: ignore[return-value]
+
+    @staticmethod
+    def get_agent(task_type_name: str, task_type_version: int = 0) -> AnyConnector:
+        """Alias of ``get_connector`` kept for connectors written against the agent names."""
+        return _current.get_connector(task_type_name, task_type_version)  # type: ignore[return-value]
+
+    @staticmethod
+    def list_connectors() -> list[agent_pb2.Agent]:
+        return _current.list_connectors()
+
+    @staticmethod
+    def get_connector_metadata(name: str) -> agent_pb2.Agent:
+        return _current.get_connector_metadata(name)
+
+    @staticmethod
+    def current() -> Registry:
+        """The registry the static methods use."""
+        return _current
+
+    @staticmethod
+    @contextlib.contextmanager
+    def isolated(discover: bool = False) -> Iterator[Registry]:
+        """Swap in a fresh registry for the duration (tests); ``discover=True`` loads installed plugins."""
+        global _current
+        previous, _current = _current, Registry(discover=discover)
+        try:
+            yield _current
+        finally:
+            _current = previous

@@ -1,0 +1,41 @@
+"""Connector secrets, resolved the way flytekit's connector service resolves them.
+
+A deployment that mounts secrets for ``pyflyte serve connector`` works unchanged: first the environment
+variable ``<FLYTE_SECRETS_ENV_PREFIX or _FSEC_><KEY>``, then the file
+``<FLYTE_SECRETS_DEFAULT_DIR or /etc/secrets>/<FLYTE_SECRETS_FILE_PREFIX><key>`` (key lower-cased).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import SecretNotFound
+
+__all__ = ["get_agent_secret", "get_connector_secret"]
+
+
+def get_connector_secret(secret_key: str) -> str:
+    """Return the secret ``secret_key``, stripped of surrounding whitespace.
+
+    Raises ``SecretNotFound`` naming the variable and the file it looked at, never a value.
+    """
+    env_prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_").strip()
+    env_var = f"{env_prefix}{secret_key.upper()}"
+    value = os.environ.get(env_var)
+    if value is not None:
+        return value.strip()
+
+    base_dir = os.environ.get("FLYTE_SECRETS_DEFAULT_DIR", "/etc/secrets").strip()
+    file_prefix = os.environ.get("FLYTE_SECRETS_FILE_PREFIX", "").strip()
+    path = Path(base_dir) / f"{file_prefix}{secret_key.lower()}"
+    try:
+        return path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        pass
+    raise SecretNotFound(
+        f"secret {secret_key!r} not found: set the environment variable {env_var} or mount the file {path}"
+    )
+
+
+get_agent_secret = get_connector_secret
