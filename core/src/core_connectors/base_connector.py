@@ -8,6 +8,7 @@ be a plain ``def`` or an ``async def``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -115,7 +116,7 @@ class ResourceMeta:
 def _dataclass_from_json(cls: type[_M], raw: Any, where: str) -> _M:
     if not isinstance(raw, dict):
         raise ResourceMetaDecodeError(f"cannot decode {where}: expected a JSON object, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     kwargs = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         if not field.init:
@@ -126,6 +127,12 @@ def _dataclass_from_json(cls: type[_M], raw: Any, where: str) -> _M:
             continue
         kwargs[field.name] = _value_from_json(hints.get(field.name, Any), raw[field.name], f"{where}.{field.name}")
     return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Cached: get_type_hints compiles string annotations on every call, and GetTask decodes on every poll."""
+    return typing.get_type_hints(cls)
 
 
 def _value_from_json(tp: Any, value: Any, where: str) -> Any:

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Union
@@ -155,11 +156,14 @@ class Registry:
         if any(s == source for s in self._sources.values()) or any(f.source == source for f in self.failures):
             return  # already loaded by an earlier discover()
         before = set(self._connectors)
+        token = _loading_into.set(self)  # flytekit-style plugins register at import: into this registry
         try:
             provided = _provided_connectors(entry_point.load(), entry_point.name)
         except Exception as e:  # a plugin's own failure must not stop the others
             self._fail(source, f"{type(e).__name__}: {e}", exc=e)
             return
+        finally:
+            _loading_into.reset(token)
         for connector in provided:
             try:
                 self.register(connector, source=source)
@@ -204,6 +208,7 @@ def _provided_connectors(obj: Any, name: str) -> list[ConnectorBase]:
 
 
 _current = Registry()
+_loading_into: ContextVar[Registry | None] = ContextVar("core_connectors_loading_into", default=None)
 
 
 class ConnectorRegistry:
@@ -211,7 +216,7 @@ class ConnectorRegistry:
 
     @staticmethod
     def register(connector: AnyConnector, override: bool = False) -> None:
-        _current.register(connector, override=override)
+        (_loading_into.get() or _current).register(connector, override=override)
 
     @staticmethod
     def get_connector(task_type_name: str, task_type_version: int = 0) -> AnyConnector:

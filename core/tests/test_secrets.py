@@ -1,0 +1,40 @@
+"""Secrets resolve as flytekit's connector service resolves them, and a miss never shows a value."""
+
+from __future__ import annotations
+
+import pytest
+
+from core_connectors import SecretNotFound, get_agent_secret, get_connector_secret
+
+
+@pytest.fixture(autouse=True)
+def secrets_dir(tmp_path, monkeypatch):
+    for name in ("FLYTE_SECRETS_ENV_PREFIX", "FLYTE_SECRETS_FILE_PREFIX", "_FSEC_API_KEY", "_FSEC_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_environment_first_and_stripped(secrets_dir, monkeypatch):
+    (secrets_dir / "api_key").write_text("from-file")
+    monkeypatch.setenv("_FSEC_API_KEY", "  from-env\n")
+    assert get_connector_secret("api_key") == "from-env"
+
+
+def test_custom_env_prefix(monkeypatch):
+    monkeypatch.setenv("FLYTE_SECRETS_ENV_PREFIX", "MY_")
+    monkeypatch.setenv("MY_TOKEN", "t")
+    assert get_agent_secret("token") == "t"
+
+
+def test_file_with_prefix_and_lower_cased_key(secrets_dir, monkeypatch):
+    monkeypatch.setenv("FLYTE_SECRETS_FILE_PREFIX", "pre-")
+    (secrets_dir / "pre-google_application_credentials").write_text('{"type": "service_account"}\n')
+    assert get_connector_secret("GOOGLE_APPLICATION_CREDENTIALS") == '{"type": "service_account"}'
+
+
+def test_missing_secret_names_where_it_looked(secrets_dir):
+    with pytest.raises(SecretNotFound) as info:
+        get_connector_secret("api_key")
+    assert "_FSEC_API_KEY" in str(info.value) and str(secrets_dir / "api_key") in str(info.value)
+    assert isinstance(info.value, KeyError)

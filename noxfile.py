@@ -1,0 +1,97 @@
+"""Test matrix: one session per package and Python version, the cross-package tests, and lint.
+
+The matrix is read from the tree: every ``connectors/*/pyproject.toml`` is a package, and each package's
+Python versions are the ``Programming Language :: Python :: 3.x`` classifiers in its own metadata. Every
+first-party install is local and editable, never from the registry.
+
+    nox -l                      # list the sessions
+    nox -s "tests-sleep-3.12"   # one package on one Python
+    nox -t tests                # every package on every Python
+    nox -s cross lint           # cross-package tests, ruff and mypy
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nox
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - nox itself may run on 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).parent
+CORE = ROOT / "core"
+TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout>=2"]
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+
+
+def _package_dirs() -> list[Path]:
+    return [CORE, *sorted(p.parent for p in ROOT.glob("connectors/*/pyproject.toml"))]
+
+
+def _metadata(package_dir: Path) -> dict:
+    return tomllib.loads((package_dir / "pyproject.toml").read_text())["project"]
+
+
+def _pythons(package_dir: Path) -> list[str]:
+    classifiers = _metadata(package_dir).get("classifiers", [])
+    return [m.group(1) for c in classifiers if (m := re.fullmatch(r"Programming Language :: Python :: (3\.\d+)", c))]
+
+
+def _editable(package_dir: Path, test_extra: bool) -> str:
+    """An editable install spec, with the package's ``test`` extra when asked and declared."""
+    extras = _metadata(package_dir).get("optional-dependencies", {})
+    return f"{package_dir}[test]" if test_extra and "test" in extras else str(package_dir)
+
+
+def _short_name(package_dir: Path) -> str:
+    return "core" if package_dir == CORE else package_dir.name
+
+
+def _install_local(session: nox.Session, *package_dirs: Path, test_extras: bool = True) -> None:
+    args: list[str] = []
+    for package_dir in dict.fromkeys([CORE, *package_dirs]):  # core first, each once
+        args += ["-e", _editable(package_dir, test_extras)]
+    session.install(*TEST_TOOLS, *args)
+
+
+def _make_test_session(package_dir: Path) -> None:
+    name = _short_name(package_dir)
+
+    def tests(session: nox.Session) -> None:
+        _install_local(session, package_dir)
+        paths = [str(package_dir / "tests")]
+        if package_dir != CORE:
+            paths += [str(p) for p in sorted((ROOT / "tests").glob(f"test_{name}_*.py"))]
+        session.run("pytest", *paths, *session.posargs)
+
+    tests.__doc__ = f"Tests of {_metadata(package_dir)['name']} (and its cross-package tests)."
+    nox.session(name=f"tests-{name}", python=_pythons(package_dir), tags=["tests"])(tests)
+
+
+for _package_dir in _package_dirs():
+    _make_test_session(_package_dir)
+
+
+@nox.session(python=_pythons(CORE)[-1])
+def cross(session: nox.Session) -> None:
+    """Everything installed together: wire protocol, installed-wheel discovery and end-to-end tests."""
+    _install_local(session, *_package_dirs())
+    session.install("uv")  # the discovery tests build wheels (hatchling) and make fresh venvs with it
+    session.run("pytest", str(ROOT / "tests"), *session.posargs)
+
+
+@nox.session(python=_pythons(CORE)[-1])
+def lint(session: nox.Session) -> None:
+    """ruff over the tree, and mypy (strict) over the typed core."""
+    _install_local(session, *_package_dirs(), test_extras=False)
+    session.install("ruff", "mypy", "types-protobuf", "types-PyYAML")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
