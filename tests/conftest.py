@@ -48,7 +48,9 @@ def fresh_venv(uv, tmp_path_factory):
         subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
         python = venv / "bin" / "python"
         env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(python), *map(str, wheels)], check=True, env=env)
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", str(python), *map(str, wheels)], check=True, env=env
+        )
         return venv
 
     return make

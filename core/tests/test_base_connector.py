@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import pickle
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 import pytest
 from flyteidl.admin import agent_pb2
@@ -46,14 +45,14 @@ class TestTaskCategory:
 @dataclass
 class Inner:
     a: int
-    b: Optional[str] = None
+    b: str | None = None
 
 
 @dataclass
 class JobMeta(ResourceMeta):
     job_id: str
     attempts: int
-    inner: Optional[Inner] = None
+    inner: Inner | None = None
     inners: list[Inner] = field(default_factory=list)
     ratio: float = 0.5
     tags: dict[str, str] = field(default_factory=dict)

@@ -104,7 +104,7 @@ class TestTyped:
         assert literal_to_python(python_to_literal({"a": 1}, map_of_ints)) == {"a": 1}
 
     def test_optional_is_a_union(self):
-        lt = literal_type_for(Optional[int])
+        lt = literal_type_for(Optional[int])  # noqa: UP045 - the spelling users write
         some = python_to_literal(5, lt)
         assert some.scalar.union.type.simple == types_pb2.INTEGER and literal_to_python(some) == 5
         none = python_to_literal(None, lt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -91,6 +92,13 @@ def test_discovered_through_its_entry_point():
 
 
 def test_entry_point_module_imports_fast_and_light():
-    code = "import core_connectors_sleep, sys; print(sorted(m for m in sys.modules if m.startswith(('grpc', 'prometheus'))))"
+    code = "import core_connectors_sleep, sys; print(sorted(m for m in sys.modules if m.startswith(('grpc', 'prom'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_listed_by_the_cli_from_a_subprocess():
+    out = subprocess.run(
+        [sys.executable, "-m", "core_connectors.cli", "list", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Sleep Connector" in [c["name"] for c in json.loads(out)["connectors"]]

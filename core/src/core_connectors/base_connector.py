@@ -15,7 +15,7 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
 
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2, types_pb2
@@ -45,7 +45,8 @@ __all__ = [
     "is_terminal_phase",
 ]
 
-Phase = execution_pb2.TaskExecution.Phase
+Phase: TypeAlias = int
+"""A ``flyteidl.core.execution_pb2.TaskExecution.Phase`` value (protobuf enums are ints)."""
 _TaskExecution = execution_pb2.TaskExecution
 
 
@@ -110,15 +111,15 @@ class ResourceMeta:
             raw = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ResourceMetaDecodeError(f"cannot decode {cls.__name__}: the metadata is not JSON ({e})") from None
-        return _dataclass_from_json(cls, raw, cls.__name__)
+        return typing.cast(_M, _dataclass_from_json(cls, raw, cls.__name__))
 
 
-def _dataclass_from_json(cls: type[_M], raw: Any, where: str) -> _M:
+def _dataclass_from_json(cls: Any, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ResourceMetaDecodeError(f"cannot decode {where}: expected a JSON object, got {type(raw).__name__}")
     hints = _type_hints(cls)
     kwargs = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(cls):
         if not field.init:
             continue
         if field.name not in raw:
@@ -129,7 +130,7 @@ def _dataclass_from_json(cls: type[_M], raw: Any, where: str) -> _M:
     return cls(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     """Cached: get_type_hints compiles string annotations on every call, and GetTask decodes on every poll."""
     return typing.get_type_hints(cls)
@@ -157,7 +158,7 @@ def _value_from_json(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ResourceMetaDecodeError(f"cannot decode {where}: expected a list, got {type(value).__name__}")
         if origin is tuple and args and args[-1] is not Ellipsis:
-            items = [_value_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+            items = [_value_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=False))]
         else:
             item_type = args[0] if args else Any
             items = [_value_from_json(item_type, v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -169,7 +170,7 @@ def _value_from_json(tp: Any, value: Any, where: str) -> Any:
         return {k: _value_from_json(value_type, v, f"{where}[{k!r}]") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp in (int, float, str, bool) and not (type(value) is tp):
+    if tp in (int, float, str, bool) and type(value) is not tp:
         raise ResourceMetaDecodeError(f"cannot decode {where}: expected {tp.__name__}, got {type(value).__name__}")
     return value
 
@@ -184,10 +185,10 @@ class Resource:
     """
 
     phase: Phase
-    message: Optional[str] = None
-    log_links: Optional[list[execution_pb2.TaskLog]] = None
-    outputs: Optional[Union[literals_pb2.LiteralMap, dict[str, Any]]] = None
-    custom_info: Optional[dict[str, Any]] = None
+    message: str | None = None
+    log_links: list[execution_pb2.TaskLog] | None = None
+    outputs: literals_pb2.LiteralMap | dict[str, Any] | None = None
+    custom_info: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_phase(self.phase)
@@ -246,7 +247,7 @@ def _outputs_to_literal_map(
     if isinstance(outputs, literals_pb2.LiteralMap):
         return outputs
     if hasattr(outputs, "to_flyte_idl"):  # a flytekit model, from a connector that still uses them
-        return outputs.to_flyte_idl()  # type: ignore[no-any-return]
+        return outputs.to_flyte_idl()
     if isinstance(outputs, Mapping):
         from .literals import python_to_literal_map
 
@@ -271,7 +272,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"custom_info value of type {type(value).__name__} is not JSON serialisable")
 
 
-class ConnectorBase(ABC):
+class ConnectorBase(ABC):  # noqa: B024 - abstract by intent, as in flytekit
     """What every connector has: a display name and the task category it serves."""
 
     name = "Base Connector"
@@ -295,7 +296,7 @@ class SyncConnectorBase(ConnectorBase):
         self,
         task_template: tasks_pb2.TaskTemplate,
         output_prefix: str,
-        inputs: Optional[literals_pb2.LiteralMap] = None,
+        inputs: literals_pb2.LiteralMap | None = None,
         **kwargs: Any,
     ) -> Resource:
         """Run the task and return its terminal Resource (may be ``async def``)."""
@@ -320,8 +321,8 @@ class AsyncConnectorBase(ConnectorBase):
         self,
         task_template: tasks_pb2.TaskTemplate,
         output_prefix: str,
-        inputs: Optional[literals_pb2.LiteralMap],
-        task_execution_metadata: Optional[agent_pb2.TaskExecutionMetadata],
+        inputs: literals_pb2.LiteralMap | None,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None,
         **kwargs: Any,
     ) -> ResourceMeta:
         """Start the job and return the handle that ``get`` and ``delete`` receive."""

@@ -302,7 +302,8 @@ def blob_literal(
 ) -> literals_pb2.Literal:
     """A blob literal (a file, or a directory with ``dimensionality=MULTIPART``) that points at ``uri``."""
     blob = literals_pb2.Blob(
-        uri=uri, metadata=literals_pb2.BlobMetadata(type=types_pb2.BlobType(format=format, dimensionality=dimensionality))
+        uri=uri,
+        metadata=literals_pb2.BlobMetadata(type=types_pb2.BlobType(format=format, dimensionality=dimensionality)),
     )
     return literals_pb2.Literal(scalar=literals_pb2.Scalar(blob=blob))
 
@@ -360,7 +361,9 @@ def literal_type_for(py_type: Any) -> types_pb2.LiteralType:
 def variable_map(py_types: Mapping[str, Any]) -> interface_pb2.VariableMap:
     """A template interface's VariableMap for ``{name: python_type}``."""
     return interface_pb2.VariableMap(
-        variables={name: interface_pb2.Variable(type=literal_type_for(t), description=name) for name, t in py_types.items()}
+        variables={
+            name: interface_pb2.Variable(type=literal_type_for(t), description=name) for name, t in py_types.items()
+        }
     )
 
 

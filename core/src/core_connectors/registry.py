@@ -13,11 +13,12 @@ import inspect
 import logging
 import os
 import threading
+import typing
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, TypeAlias, Union
 
 import pluggy
 from flyteidl.admin import agent_pb2
@@ -26,8 +27,7 @@ from .base_connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase
 from .errors import ConnectorNotFound
 from .hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec
 
-if TYPE_CHECKING:
-    AnyConnector = Union[AsyncConnectorBase, SyncConnectorBase]
+AnyConnector: TypeAlias = Union[AsyncConnectorBase, SyncConnectorBase]  # noqa: UP007 - evaluated at runtime on 3.10
 
 __all__ = ["ConnectorRegistry", "PluginFailure", "PluginSource", "Registry"]
 
@@ -200,7 +200,7 @@ def _provided_connectors(obj: Any, name: str) -> list[ConnectorBase]:
     for result in results:
         for item in result if isinstance(result, (list, tuple)) else [result]:
             if inspect.isclass(item) and issubclass(item, ConnectorBase) and not inspect.isabstract(item):
-                item = item()
+                item = typing.cast(Any, item)()  # a no-argument connector class
             if not isinstance(item, ConnectorBase):
                 raise TypeError(f"provide_connectors returned {item!r}, which is not a connector")
             connectors.append(item)
@@ -220,12 +220,12 @@ class ConnectorRegistry:
 
     @staticmethod
     def get_connector(task_type_name: str, task_type_version: int = 0) -> AnyConnector:
-        return _current.get_connector(task_type_name, task_type_version)  # type: ignore[return-value]
+        return typing.cast(AnyConnector, _current.get_connector(task_type_name, task_type_version))
 
     @staticmethod
     def get_agent(task_type_name: str, task_type_version: int = 0) -> AnyConnector:
         """Alias of ``get_connector`` kept for connectors written against the agent names."""
-        return _current.get_connector(task_type_name, task_type_version)  # type: ignore[return-value]
+        return typing.cast(AnyConnector, _current.get_connector(task_type_name, task_type_version))
 
     @staticmethod
     def list_connectors() -> list[agent_pb2.Agent]:

@@ -10,7 +10,7 @@ import datetime as dt
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from flyteidl.core.execution_pb2 import TaskExecution
 
@@ -25,7 +25,7 @@ class SleepMetadata(ResourceMeta):
     """When the sleep ends (seconds since the epoch), or why the task cannot run."""
 
     deadline: float
-    error: Optional[str] = None
+    error: str | None = None
 
 
 class SleepConnector(AsyncConnectorBase):
@@ -35,7 +35,12 @@ class SleepConnector(AsyncConnectorBase):
         super().__init__(task_type_name=TASK_TYPE, metadata_type=SleepMetadata)
 
     async def create(
-        self, task_template: Any, output_prefix: str = "", inputs: Any = None, task_execution_metadata: Any = None, **kwargs: Any
+        self,
+        task_template: Any,
+        output_prefix: str = "",
+        inputs: Any = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
     ) -> SleepMetadata:
         try:
             seconds = _duration_seconds(task_template, inputs)

@@ -1,7 +1,6 @@
 """A third-party connector: its own ResourceMeta dataclass, announced through the entry-point group."""
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from flyteidl.core.execution_pb2 import TaskExecution
 
@@ -17,7 +16,7 @@ class Step:
 class AcmeJob(ResourceMeta):
     job_id: str
     steps: list[Step] = field(default_factory=list)
-    parent: Optional[Step] = None
+    parent: Step | None = None
 
 
 class AcmeConnector(AsyncConnectorBase):
@@ -30,7 +29,9 @@ class AcmeConnector(AsyncConnectorBase):
         return AcmeJob(job_id="acme-1", steps=[Step("load"), Step("run")], parent=Step("root"))
 
     def get(self, resource_meta, **kwargs):
-        return Resource(phase=TaskExecution.SUCCEEDED, message=f"{resource_meta.job_id} has {len(resource_meta.steps)} steps")
+        return Resource(
+            phase=TaskExecution.SUCCEEDED, message=f"{resource_meta.job_id} has {len(resource_meta.steps)} steps"
+        )
 
     def delete(self, resource_meta, **kwargs):
         pass

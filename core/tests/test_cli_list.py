@@ -1,0 +1,49 @@
+"""`core-connectors list`: the table people read and the JSON scripts parse."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from core_connectors import ConnectorRegistry, SyncConnectorBase
+from core_connectors.cli import main
+
+
+class Echo(SyncConnectorBase):
+    name = "Echo Connector"
+
+    def __init__(self):
+        super().__init__(task_type_name="echo", task_type_version=1)
+
+    def do(self, *args, **kwargs): ...
+
+
+def test_json_lists_registered_connectors(connector_registry):
+    ConnectorRegistry.register(Echo())
+    result = CliRunner().invoke(main, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.output)
+    assert listing["connectors"] == [
+        {
+            "name": "Echo Connector",
+            "task_categories": [{"name": "echo", "version": 1}],
+            "is_sync": True,
+            "entry_point": "",
+            "distribution": "",
+            "version": "",
+        }
+    ]
+    assert listing["failed"] == []
+
+
+def test_table_says_what_to_install_when_empty(connector_registry):
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 0 and "pip install core-connectors-sleep" in result.output
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    assert runner.invoke(main, ["--version"]).exit_code == 0
+    help_text = runner.invoke(main, ["--help"]).output
+    assert "list" in help_text and "serve" in help_text and "run" in help_text
