@@ -83,7 +83,9 @@ for _package_dir in _package_dirs():
 def cross(session: nox.Session) -> None:
     """Everything installed together: wire protocol, installed-wheel discovery and end-to-end tests."""
     _install_local(session, *_package_dirs())
-    session.install("uv")  # the discovery tests build wheels (hatchling) and make fresh venvs with it
+    # uv: the discovery tests build wheels (hatchling) and make fresh venvs with it;
+    # flytekit: the compatibility tests check our bytes against flytekit 1.16's own.
+    session.install("uv", "flytekit>=1.16,<1.17")
     session.run("pytest", str(ROOT / "tests"), *session.posargs)
 
 

@@ -335,8 +335,9 @@ def _types_by_name(
 
 # -------------------------------------------------------------------------------- Python types to types
 def literal_type_for(py_type: Any) -> types_pb2.LiteralType:
-    """The LiteralType flytekit gives a Python annotation: int, float, str, bool, datetime, timedelta,
-    bytes, ``list[T]``, ``dict[str, T]``, untyped ``dict`` and dataclasses (STRUCT), ``Optional``/unions."""
+    """The LiteralType flytekit 1.16 gives a Python annotation: int, float, str, bool, datetime, timedelta,
+    bytes, ``list[T]``, ``dict[str, T]``, untyped ``dict`` and dataclasses (STRUCT, msgpack), enums, and
+    ``Optional``/unions (whose variants carry flytekit's structure tags, which propeller matches on)."""
     simple = _SIMPLE_TYPES.get(py_type)
     if simple is not None:
         return types_pb2.LiteralType(simple=simple)
@@ -349,13 +350,46 @@ def literal_type_for(py_type: Any) -> types_pb2.LiteralType:
     if origin in (dict, typing.Dict) and len(args) == 2 and args[0] is str:  # noqa: UP006
         return types_pb2.LiteralType(map_value_type=literal_type_for(args[1]))
     if origin in (typing.Union, types.UnionType):
-        variants = [literal_type_for(a) for a in args]
+        variants = []
+        for arg in args:
+            variant = literal_type_for(arg)
+            variant.structure.tag = _union_tag(arg)
+            variants.append(variant)
         return types_pb2.LiteralType(union_type=types_pb2.UnionType(variants=variants))
-    if py_type is dict or origin is dict or (isinstance(py_type, type) and dataclasses.is_dataclass(py_type)):
-        return types_pb2.LiteralType(simple=_Simple.STRUCT)
+    if py_type is dict or origin is dict:
+        return _msgpack_struct_type()
+    if isinstance(py_type, type) and dataclasses.is_dataclass(py_type):
+        struct = _msgpack_struct_type()
+        for name, hint in typing.get_type_hints(py_type).items():
+            try:
+                struct.structure.dataclass_type[name].CopyFrom(literal_type_for(hint))
+            except TypeError:
+                pass  # flytekit describes what it can; the value still travels as msgpack
+        return struct
     if isinstance(py_type, type) and issubclass(py_type, enum.Enum):
         return types_pb2.LiteralType(enum_type=types_pb2.EnumType(values=[str(m.value) for m in py_type]))
     raise TypeError(f"no Flyte literal type for the Python type {getattr(py_type, '__name__', py_type)!r}")
+
+
+def _msgpack_struct_type() -> types_pb2.LiteralType:
+    """STRUCT with the annotation flytekit 1.16 puts on msgpack-encoded dicts and dataclasses."""
+    lt = types_pb2.LiteralType(simple=_Simple.STRUCT)
+    lt.annotation.annotations.update({"cache-key-metadata": {"serialization-format": MSGPACK_TAG}})
+    return lt
+
+
+def _union_tag(py_type: Any) -> str:
+    """The name of the flytekit transformer for a union variant; propeller matches variants by it."""
+    if py_type is None or py_type is type(None):
+        return "none"
+    origin = typing.get_origin(py_type)
+    if origin in (list, typing.List):  # noqa: UP006
+        return "Typed List"
+    if py_type is dict or origin in (dict, typing.Dict):  # noqa: UP006
+        return "Typed Dict"
+    if isinstance(py_type, type) and dataclasses.is_dataclass(py_type):
+        return "Object-Dataclass-Transformer"
+    return getattr(py_type, "__name__", str(py_type))
 
 
 def variable_map(py_types: Mapping[str, Any]) -> interface_pb2.VariableMap:
