@@ -31,6 +31,7 @@ __all__ = [
     "ConnectorBase",
     "ConnectorNotFound",
     "ConnectorRegistry",
+    "ConnectorTask",
     "Resource",
     "ResourceMeta",
     "ResourceMetaDecodeError",
@@ -47,7 +48,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("SyncConnectorExecutorMixin", "AsyncConnectorExecutorMixin"):
+    if name in ("SyncConnectorExecutorMixin", "AsyncConnectorExecutorMixin", "ConnectorTask"):
         from . import local
 
         return getattr(local, name)

@@ -9,12 +9,14 @@ rest serve. ``CORE_CONNECTORS_DISABLE=name,...`` skips plugins by entry-point na
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import logging
 import os
+import sys
 import threading
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
@@ -174,6 +176,25 @@ class Registry:
                 self._sources[category] = source
         if not provided and set(self._connectors) == before:
             self._fail(source, "provides no connectors (no provide_connectors hook and nothing registered)")
+
+    def import_modules(self, module_names: Iterable[str]) -> None:
+        """Import the modules named with ``--modules`` (the working directory first on sys.path, as flytekit
+        does). Connectors they register at import or return from ``provide_connectors`` join this registry;
+        returned ones override installed connectors of the same category. A failure is an ImportError."""
+        self.ensure_discovered()
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        for name in module_names:
+            token = _loading_into.set(self)
+            try:
+                module = importlib.import_module(name)
+                provided = _provided_connectors(module, name) if hasattr(module, "provide_connectors") else []
+                for connector in provided:
+                    self.register(connector, override=True)
+            except Exception as e:
+                raise ImportError(f"cannot import module {name!r}: {type(e).__name__}: {e}") from e
+            finally:
+                _loading_into.reset(token)
 
     def _fail(self, source: PluginSource, error: str, exc: BaseException | None = None) -> None:
         self.failures.append(PluginFailure(source=source, error=error))

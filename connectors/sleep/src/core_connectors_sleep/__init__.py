@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from core_connectors import hookimpl
 
 from .connector import SleepConnector, SleepMetadata
 
-__all__ = ["SleepConnector", "SleepMetadata", "provide_connectors"]
+if TYPE_CHECKING:
+    from .task import SleepTask
+
+__all__ = ["SleepConnector", "SleepMetadata", "SleepTask", "provide_connectors"]
 
 
 @hookimpl
 def provide_connectors() -> list[SleepConnector]:
     return [SleepConnector()]
+
+
+def __getattr__(name: str) -> Any:
+    # SleepTask pulls in the local runner (asyncio); loading the plugin for `list` or the service must not.
+    if name == "SleepTask":
+        from .task import SleepTask
+
+        return SleepTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
