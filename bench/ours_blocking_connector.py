@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from flyteidl.core.execution_pb2 import TaskExecution
+
 from core_connectors import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
 
 

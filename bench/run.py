@@ -67,7 +67,10 @@ def create_request(task_type: str) -> agent_pb2.CreateTaskRequest:
     )
     metadata = agent_pb2.TaskExecutionMetadata(namespace="bench-development", labels={"bench": "1"})
     return agent_pb2.CreateTaskRequest(
-        template=template, inputs=literals_pb2.LiteralMap(), output_prefix="/tmp/bench", task_execution_metadata=metadata
+        template=template,
+        inputs=literals_pb2.LiteralMap(),
+        output_prefix="/tmp/bench",
+        task_execution_metadata=metadata,
     )
 
 
@@ -127,6 +130,7 @@ class Server:
     expect: tuple[str, ...] = ("sleep", "blocking")  # task categories ListAgents must announce
     proc: subprocess.Popen | None = None
     port: int = 0
+    loads: dict = field(default_factory=dict)  # figure -> (method, request, check of a reply, h2load shape)
 
     def start(self) -> None:
         self.port = free_port()
@@ -184,39 +188,32 @@ class Server:
 # ---------------------------------------------------------------------------------------------------- load
 
 
-def h2load(port: int, method: str, request, load: tuple[int, int], seconds: float, warmup: float) -> dict:
-    """Drive one unary method with h2load; return req/s and h2load's counts."""
+def h2load(port: int, method: str, request, load: tuple[int, int], seconds: float) -> dict:
+    """Drive one unary method with h2load for `seconds`; return req/s and h2load's counts."""
     clients, streams = load
     with tempfile.NamedTemporaryFile(suffix=".bin") as body:
         body.write(grpc_frame(request))
         body.flush()
-        argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-D", str(seconds)]
-        argv += [f"--warm-up-time={warmup}", "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-D", f"{int(seconds * 1000)}ms"]
+        argv += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
         argv += ["-d", body.name, f"http://127.0.0.1:{port}{SERVICE}{method}"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + warmup + 60).stdout
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    out = proc.stdout
     try:
         rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
         counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
         data = int(re.search(r"traffic: .*\((\d+)\) data", out).group(1))
     except AttributeError:
-        raise RuntimeError(f"cannot parse h2load output:\n{out}") from None
+        raise RuntimeError(f"cannot parse h2load output ({' '.join(argv)}):\n{out}{proc.stderr}") from None
     done, ok, failed = (int(counts.group(i)) for i in (2, 3, 4))
     return {"rps": rps, "done": done, "succeeded": ok, "failed": failed, "data_bytes": data}
 
 
-def throughput(server: Server, method: str, request, expect, load, args) -> float:
-    """Check one real call, load the method, check again; return the median req/s over the repeats."""
-    reply_size = len(grpc_frame(expect(call(server.port, method, request))))
-    rates = []
-    for _ in range(args.repeat):
-        r = h2load(server.port, method, request, load, args.seconds, args.warmup)
-        # h2load counts any HTTP 200 as success: a gRPC error has no body, so compare response bytes too.
-        per_reply = r["data_bytes"] / max(r["succeeded"], 1)
-        if r["failed"] or r["succeeded"] == 0 or not 0.9 * reply_size <= per_reply <= 1.1 * reply_size:
-            raise RuntimeError(f"{server.name} {method}: bad replies under load {r}, expected {reply_size} B each")
-        rates.append(r["rps"])
-    expect(call(server.port, method, request))
-    return statistics.median(rates)
+def check_load(server: Server, method: str, r: dict, reply_size: int) -> None:
+    """h2load counts any HTTP 200 as success, but a gRPC error has no body: so compare the response bytes too."""
+    per_reply = r["data_bytes"] / max(r["succeeded"], 1)
+    if r["failed"] or r["succeeded"] == 0 or not 0.97 * reply_size <= per_reply <= 1.1 * reply_size:
+        raise RuntimeError(f"{server.name} {method}: bad replies under load {r}, expected {reply_size} B each")
 
 
 def created(reply):
@@ -229,33 +226,61 @@ def succeeded(reply):
     return reply
 
 
-def bench_server(server: Server, args) -> dict:
-    """Launch times, idle memory and the three throughput figures of one server."""
-    res: dict = {}
-    try:
-        launches = []
-        for i in range(args.launches):
-            launches.append(server.launch())
-            if i < args.launches - 1:
-                server.stop()
-        res["launch_s"] = statistics.median(launches)
-        time.sleep(0.2)
-        res["idle_rss_mb"] = rss_mb(server.proc.pid)
-        print(f"  launch {[round(t, 3) for t in launches]} s, idle RSS {res['idle_rss_mb']:.1f} MB", flush=True)
-        metas = {t: call(server.port, "CreateTask", create_request(t)).resource_meta for t in ("sleep", "blocking")}
-        res["get_rps"] = throughput(server, "GetTask", get_request("sleep", metas["sleep"]), succeeded, FAST_LOAD, args)
-        print(f"  GetTask {res['get_rps']:.0f}/s", flush=True)
-        res["create_rps"] = throughput(server, "CreateTask", create_request("sleep"), created, FAST_LOAD, args)
-        print(f"  CreateTask {res['create_rps']:.0f}/s", flush=True)
-        blocking = get_request("blocking", metas["blocking"])
-        res["blocking_rps"] = throughput(server, "GetTask", blocking, succeeded, BLOCKING_LOAD, args)
-        print(f"  GetTask blocking {res['blocking_rps']:.0f}/s", flush=True)
-    except (RuntimeError, AssertionError, grpc.RpcError) as e:
-        res["error"] = str(e) if not isinstance(e, grpc.RpcError) else f"{e.code()}: {e.details()}"
-        print(f"  FAILED: {res['error']}\n{server.tail()}", flush=True)
-    finally:
-        server.stop()
+def start_server(server: Server, args) -> dict:
+    """Launch the server `args.launches` times (the last one stays up); launch time, idle RSS, resource metas."""
+    launches = []
+    for i in range(args.launches):
+        launches.append(server.launch())
+        if i < args.launches - 1:
+            server.stop()
+    time.sleep(0.2)
+    res = {"launch_s": statistics.median(launches), "idle_rss_mb": rss_mb(server.proc.pid)}
+    print(f"  launch {[round(t, 3) for t in launches]} s, idle RSS {res['idle_rss_mb']:.1f} MB", flush=True)
+    metas = {
+        t: created(call(server.port, "CreateTask", create_request(t))).resource_meta for t in ("sleep", "blocking")
+    }
+    server.loads = {
+        "get_rps": ("GetTask", get_request("sleep", metas["sleep"]), succeeded, FAST_LOAD),
+        "create_rps": ("CreateTask", create_request("sleep"), created, FAST_LOAD),
+        "blocking_rps": ("GetTask", get_request("blocking", metas["blocking"]), succeeded, BLOCKING_LOAD),
+    }
     return res
+
+
+def error_text(e: Exception) -> str:
+    return f"{e.code()}: {e.details()}" if isinstance(e, grpc.RpcError) else str(e)
+
+
+def load_all(servers: dict[str, Server], results: dict, args) -> None:
+    """Each throughput figure for every running server, the servers taking turns in each repeat.
+
+    Taking turns makes the ratios robust against other work on the machine that comes and goes.
+    """
+    for key in ("get_rps", "create_rps", "blocking_rps"):
+        rates: dict[str, list[float]] = {name: [] for name in servers}
+        sizes = {}
+        for rep in range(args.repeat + 1):  # round 0 is the warm-up
+            for name, server in servers.items():
+                if "error" in results[name]:
+                    continue
+                method, request, expect, load = server.loads[key]
+                try:
+                    if rep == 0:
+                        sizes[name] = len(grpc_frame(expect(call(server.port, method, request))))
+                        h2load(server.port, method, request, load, args.warmup)
+                        continue
+                    r = h2load(server.port, method, request, load, args.seconds)
+                    check_load(server, method, r, sizes[name])
+                    rates[name].append(r["rps"])
+                    if rep == args.repeat:
+                        expect(call(server.port, method, request))
+                except (RuntimeError, AssertionError, grpc.RpcError, subprocess.TimeoutExpired) as e:
+                    results[name]["error"] = error_text(e)
+                    print(f"  {name} FAILED: {results[name]['error']}\n{server.tail()}", flush=True)
+        for name, got in rates.items():
+            if got and "error" not in results[name]:
+                results[name][key] = statistics.median(got)
+        print(f"{key}: " + ", ".join(f"{n} {results[n].get(key, 0):,.0f}/s" for n in servers), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- python side
@@ -307,34 +332,25 @@ def flytekit_venv() -> Path:
     return venv
 
 
-def installed_sizes(flytekit: Path | None, ours: bool) -> dict:
-    """Size and package count of each venv minus those of an empty venv."""
-    res: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = make_venv(Path(tmp) / "empty")
-        base_mb, base_n = dir_mb(empty), package_count(empty)
-        if flytekit:
-            res["flytekit"] = {"size_mb": dir_mb(flytekit) - base_mb, "packages": package_count(flytekit) - base_n}
-        if ours:
-            venv = make_venv(Path(tmp) / "ours", str(ROOT / "core"), str(ROOT / "connectors" / "sleep"))
-            res["ours"] = {"size_mb": dir_mb(venv) - base_mb, "packages": package_count(venv) - base_n}
-    return res
+def venv_size(venv: Path, empty: Path) -> dict:
+    """Size and package count of `venv` minus those of an empty venv."""
+    return {"size_mb": dir_mb(venv) - dir_mb(empty), "packages": package_count(venv) - package_count(empty)}
 
 
 # ---------------------------------------------------------------------------------------------------- report
 
-# (key, label, unit, higher is better, target check on ours given the results)
+# key, label, unit, target and its check on (ours, ceiling, flytekit); a check is only made when its inputs exist
 FIGURES = [
-    ("get_rps", "GetTask/s, sleep, 128 streams", "/s", True, lambda o, r: ("within 10% of ceiling", o >= 0.9 * r)),
-    ("create_rps", "CreateTask/s, sleep, 128 streams", "/s", True, lambda o, r: ("within 15% of ceiling", o >= 0.85 * r)),
-    ("blocking_rps", "GetTask/s, blocking 50 ms def get, 64 str.", "/s", True, lambda o, r: (">= 1000/s", o >= 1000)),
-    ("launch_s", "launch to first ListAgents (median)", "s", False, lambda o, r: ("< 0.35 s", o < 0.35)),
-    ("idle_rss_mb", "idle service RSS", "MB", False, lambda o, r: ("< 50 MB", o < 50)),
-    ("import_s", "import base classes (net of bare python)", "s", False, lambda o, r: ("< 0.15 s", o < 0.15)),
-    ("import_wall_s", "import base classes (wall)", "s", False, None),
-    ("import_rss_mb", "RSS after that import", "MB", False, None),
-    ("size_mb", "installed size (minus empty venv)", "MB", False, None),
-    ("packages", "installed packages (minus empty venv)", "", False, None),
+    ("get_rps", "GetTask/s, sleep, 128 streams", "/s", "within 10% of ceiling", lambda o, c, f: o >= 0.9 * c),
+    ("create_rps", "CreateTask/s, sleep, 128 streams", "/s", "within 15% of ceil.", lambda o, c, f: o >= 0.85 * c),
+    ("blocking_rps", "GetTask/s, blocking 50 ms def get, 64 str.", "/s", ">= 1000/s", lambda o, c, f: o >= 1000),
+    ("launch_s", "launch to first ListAgents (median)", "s", "< 0.35 s", lambda o, c, f: o < 0.35),
+    ("idle_rss_mb", "idle service RSS", "MB", "< 50 MB", lambda o, c, f: o < 50),
+    ("import_s", "import base classes (net of bare python)", "s", "< 0.15 s", lambda o, c, f: o < 0.15),
+    ("import_wall_s", "import base classes (wall)", "s", "", None),
+    ("import_rss_mb", "RSS after that import", "MB", "", None),
+    ("size_mb", "installed size (minus empty venv)", "MB", "< 1/3 of flytekit's", lambda o, c, f: o < f / 3),
+    ("packages", "installed packages (minus empty venv)", "", "", None),
 ]
 
 
@@ -353,19 +369,16 @@ def fmt(v, unit: str) -> str:
 def report(results: dict) -> list[list[str]]:
     """Rows of the table: figure, flytekit, ceiling, ours, ours/ceiling, ours/flytekit, target, status."""
     rows = []
-    for key, label, unit, _, check in FIGURES:
+    for key, label, unit, target, check in FIGURES:
         f, c, o = (results.get(s, {}).get(key) for s in ("flytekit", "ceiling", "ours"))
         oc = f"{o / c:.2f}" if o is not None and c else "-"
         of = f"{o / f:.2f}" if o is not None and f else "-"
-        target, status = "", ""
-        if key == "size_mb":
-            target = "< 1/3 of flytekit's"
-            status = "-" if o is None or f is None else ("MET" if o < f / 3 else "NOT MET")
-        elif check:
-            target, met = check(o if o is not None else 0, c or 0)
-            status = "-" if o is None or (key.endswith("rps") and key != "blocking_rps" and not c) else (
-                "MET" if met else "NOT MET"
-            )
+        status = ""
+        if check:
+            try:
+                status = "MET" if check(o, c, f) else "NOT MET"
+            except TypeError:  # a figure it needs is missing
+                status = "-"
         rows.append([label, fmt(f, unit), fmt(c, unit), fmt(o, unit), oc, of, target, status])
     return rows
 
@@ -373,7 +386,7 @@ def report(results: dict) -> list[list[str]]:
 def print_table(rows: list[list[str]]) -> None:
     head = ["figure", "flytekit 1.16.31", "ceiling", "ours", "ours/ceil", "ours/fk", "target", "status"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     print(line(head))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
@@ -384,15 +397,19 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def ours_available(python: str) -> str | None:
-    """None when `core_connectors` imports and the CLI is there, else why not."""
+    """None when `core_connectors` imports and `core-connectors serve` is there, else why not."""
     if not Path(python).exists():
         return f"{python} does not exist"
-    try:
-        run_ok([python, "-c", "import core_connectors, core_connectors.base_connector"], timeout=60)
-    except subprocess.CalledProcessError as e:
-        return f"core_connectors does not import in {python}: {e.stderr.strip().splitlines()[-1:]}"
-    if not (Path(python).parent / "core-connectors").exists():
-        return f"no core-connectors script next to {python}"
+    cli = Path(python).parent / "core-connectors"
+    for argv in (
+        [python, "-c", "import core_connectors.base_connector, core_connectors_sleep"],
+        [cli, "serve", "--help"],
+    ):
+        try:
+            run_ok([str(a) for a in argv], timeout=60)
+        except (OSError, subprocess.CalledProcessError) as e:
+            why = str(getattr(e, "stderr", "") or e).strip().splitlines()[-1:]
+            return f"`{' '.join(map(str, argv))}` fails: {why}"
     return None
 
 
@@ -402,57 +419,89 @@ def main() -> int:
     parser.add_argument("--only", default="ours,flytekit,ceiling", help="comma-separated subset to run")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--ours-python", default=os.environ.get("CORE_CONNECTORS_PYTHON", "/work/venv/bin/python"),
-        help="interpreter of the venv with core-connectors and core-connectors-sleep installed",
+        "--ours-python",
+        default=os.environ.get("CORE_CONNECTORS_PYTHON"),
+        help="serve ours from this interpreter's venv (default: a fresh venv with ./core ./connectors/sleep)",
     )
-    parser.add_argument("--no-size", action="store_true", help="skip the installed-size figure (builds a venv)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the load to separate cores")
+    parser.add_argument("--no-size", action="store_true", help="skip the installed-size figure")
     args = parser.parse_args()
-    args.seconds, args.warmup, args.repeat = (2, 0.5, 1) if args.quick else (5, 1, 3)
+    args.seconds, args.warmup, args.repeat = (2, 0.5, 1) if args.quick else (4, 1, 3)
     args.launches, args.import_runs = (2, 3) if args.quick else (5, 7)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-
     if not shutil.which("h2load"):
         print("h2load not found: apt-get update && apt-get install -y nghttp2-client", file=sys.stderr)
         return 2
-    pin, note = [], "no taskset or fewer than 2 cores: server and load share the cores"
-    if shutil.which("taskset") and len(os.sched_getaffinity(0)) >= 2:
+
+    pin, note = [], "not pinned: server and load share the cores"
+    if not args.no_pin and shutil.which("taskset") and len(os.sched_getaffinity(0)) >= 2:
         cores = sorted(os.sched_getaffinity(0))
         pin = ["taskset", "-c", str(cores[0])]
-        os.sched_setaffinity(0, {cores[1]})  # the harness, h2load and the import/launch clients
+        os.sched_setaffinity(0, {cores[1]})  # the harness, h2load, the clients and the import runs
         note = f"server pinned to core {cores[0]}, harness and h2load to core {cores[1]} (taskset)"
-    print(f"{os.cpu_count()} cores, python {sys.version.split()[0]}, h2load {FAST_LOAD[0] * FAST_LOAD[1]} streams "
-          f"(fast) / {BLOCKING_LOAD[0] * BLOCKING_LOAD[1]} (blocking); {note}", flush=True)
+    machine = {"nproc": os.cpu_count(), "python": sys.version.split()[0], "pinning": note}
+    machine["loadavg_at_start"] = round(os.getloadavg()[0], 2)
+    print(
+        f"{machine}; h2load {FAST_LOAD[0] * FAST_LOAD[1]} streams (GetTask, CreateTask), "
+        f"{BLOCKING_LOAD[0] * BLOCKING_LOAD[1]} (blocking)",
+        flush=True,
+    )
+    if machine["loadavg_at_start"] > 0.5:
+        print("note: the machine is busy (load average above 0.5); servers take turns so ratios stay fair", flush=True)
 
-    logdir = Path(tempfile.mkdtemp(prefix="core-connectors-bench-"))
-    results: dict = {"machine": {"nproc": os.cpu_count(), "python": sys.version.split()[0], "pinning": note}}
+    tmp = Path(tempfile.mkdtemp(prefix="core-connectors-bench-"))
+    results: dict = {"machine": machine}
     servers: dict[str, Server] = {}
-    if "ceiling" in only:
-        servers["ceiling"] = Server(
-            "ceiling", [sys.executable, str(BENCH / "empty_server.py"), "--port", "{port}"], expect=("sleep",)
-        )
-    fk_venv = None
-    if "flytekit" in only:
-        fk_venv = flytekit_venv()
-        argv = [str(fk_venv / "bin" / "pyflyte"), "serve", "connector", "--port", "{port}", "--prometheus_port", "0"]
-        argv += ["--modules", "flytekit_sleep_connector", "--modules", "flytekit_blocking_connector"]
-        servers["flytekit"] = Server("flytekit", argv)
-    ours_ok = False
-    if "ours" in only:
-        why = ours_available(args.ours_python)
-        if why:
-            print(f"SKIPPING ours: {why}", flush=True)
-            results["ours"] = {"skipped": why}
-        else:
-            ours_ok = True
-            cli = str(Path(args.ours_python).parent / "core-connectors")
-            argv = [cli, "serve", "--port", "{port}", "--prometheus-port", "0", "--modules", "ours_blocking_connector"]
-            servers["ours"] = Server("ours", argv)
-
     try:
-        for name, server in servers.items():
-            server.pin, server.logdir = pin, logdir
+        empty = make_venv(tmp / "empty") if not args.no_size else None
+        if "ceiling" in only:
+            argv = [sys.executable, str(BENCH / "empty_server.py"), "--port", "{port}"]
+            servers["ceiling"] = Server("ceiling", argv, expect=("sleep",))
+        fk_venv = flytekit_venv() if "flytekit" in only else None
+        if fk_venv:
+            argv = [
+                str(fk_venv / "bin" / "pyflyte"),
+                "serve",
+                "connector",
+                "--port",
+                "{port}",
+                "--prometheus_port",
+                "0",
+            ]
+            argv += ["--modules", "flytekit_sleep_connector", "--modules", "flytekit_blocking_connector"]
+            servers["flytekit"] = Server("flytekit", argv)
+            results["flytekit"] = venv_size(fk_venv, empty) if empty else {}
+        ours_python = args.ours_python
+        if "ours" in only:
+            results["ours"] = {}
+            if not ours_python or empty:
+                print("building a fresh venv with ./core ./connectors/sleep ...", flush=True)
+                try:
+                    fresh = make_venv(tmp / "ours", str(ROOT / "core"), str(ROOT / "connectors" / "sleep"))
+                    ours_python = ours_python or str(fresh / "bin" / "python")
+                    results["ours"] = venv_size(fresh, empty) if empty else {}
+                except subprocess.CalledProcessError as e:
+                    print(f"cannot install ours: {e.stderr.strip()[-2000:]}", flush=True)
+            why = ours_available(ours_python) if ours_python else "no venv with core-connectors"
+            if why:
+                print(f"SKIPPING ours: {why}", flush=True)
+                results["ours"]["skipped"] = why
+            else:
+                cli = str(Path(ours_python).parent / "core-connectors")
+                argv = [cli, "serve", "--host", "127.0.0.1", "--port", "{port}", "--prometheus-port", "0"]
+                servers["ours"] = Server("ours", argv + ["--modules", "ours_blocking_connector"])
+
+        for name, server in list(servers.items()):
+            server.pin, server.logdir = pin, tmp
             print(f"{name}: {' '.join(server.argv)}", flush=True)
-            results[name] = bench_server(server, args)
+            try:
+                results.setdefault(name, {}).update(start_server(server, args))
+            except (RuntimeError, AssertionError, grpc.RpcError) as e:
+                results[name]["error"] = error_text(e)
+                print(f"  FAILED: {results[name]['error']}\n{server.tail()}", flush=True)
+                server.stop()
+                del servers[name]
+        load_all(servers, results, args)
     finally:
         for server in servers.values():
             server.stop()
@@ -460,15 +509,13 @@ def main() -> int:
     imports = {}
     if fk_venv:
         imports["flytekit"] = (str(fk_venv / "bin" / "python"), "flytekit.extend.backend.base_connector")
-    if ours_ok:
-        imports["ours"] = (args.ours_python, "core_connectors.base_connector")
+    if "ours" in results and "skipped" not in results["ours"]:
+        imports["ours"] = (ours_python, "core_connectors.base_connector")
     for name, (python, module) in imports.items():
         results[name].update(import_cost(python, module, args.import_runs))
         print(f"{name}: import {module} {results[name]['import_wall_s']:.3f} s wall", flush=True)
-    if not args.no_size and (fk_venv or ours_ok):
-        print("measuring installed sizes (fresh venv from ./core ./connectors/sleep) ...", flush=True)
-        for name, sizes in installed_sizes(fk_venv, ours_ok).items():
-            results[name].update(sizes)
+    shutil.rmtree(tmp / "ours", ignore_errors=True)
+    shutil.rmtree(tmp / "empty", ignore_errors=True)
 
     rows = report(results)
     print()
@@ -476,7 +523,7 @@ def main() -> int:
     if args.json:
         results["table"] = rows
         args.json.write_text(json.dumps(results, indent=2))
-    print(f"\nserver logs: {logdir}")
+    print(f"\nserver logs: {tmp}")
     return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
 
 

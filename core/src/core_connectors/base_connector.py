@@ -138,7 +138,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
 
 def _value_from_json(tp: Any, value: Any, where: str) -> Any:
     """Rebuild one field: nested dataclasses, Optional/Union, list, tuple and dict; basic types are checked."""
-    if tp is Any or isinstance(tp, TypeVar):
+    if tp is Any or isinstance(tp, TypeVar) or type(value) is tp:  # the last: a plain field, the common case
         return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -222,8 +222,11 @@ class Resource:
         )
 
 
+_VALID_PHASES = frozenset(_TaskExecution.Phase.values()) - {_TaskExecution.UNDEFINED}
+
+
 def _check_phase(phase: Any) -> None:
-    if phase not in _TaskExecution.Phase.values() or phase == _TaskExecution.UNDEFINED:
+    if phase not in _VALID_PHASES:
         raise ValueError(
             f"Resource.phase must be a TaskExecution phase other than UNDEFINED, got {phase!r} "
             "(propeller reads UNDEFINED as a retryable failure)"

@@ -35,14 +35,16 @@ from ..literals import python_to_literal_map
 from ..registry import ConnectorRegistry
 from .progress import Display, open_display
 
-__all__ = ["POLL_FIRST", "POLL_MAX", "LocalRun", "LocalRunError", "TaskFailed", "TaskInterrupted", "read_outputs_file"]
+__all__ = ["POLL_FIRST", "POLL_GROWTH", "POLL_MAX", "LocalRun", "LocalRunError", "TaskFailed", "TaskInterrupted", "read_outputs_file"]
 
 logger = logging.getLogger("core_connectors.local")
 
 POLL_FIRST = 0.02
 """Seconds before the second ``get``: short, so quick jobs return at once (flytekit sleeps a fixed second)."""
+POLL_GROWTH = 1.5
+"""Each wait is this much longer than the last: a job is seen done at most ~50% after it ends."""
 POLL_MAX = 3.0
-"""The poll interval doubles up to this many seconds, so long jobs cost few calls."""
+"""The poll interval grows up to this many seconds, so long jobs cost few calls."""
 
 LOCAL_PROJECT = "local"
 LOCAL_DOMAIN = "development"
@@ -171,7 +173,7 @@ class LocalRun:
             if is_terminal_phase(resource.phase):
                 return resource
             await asyncio.sleep(interval)
-            interval = min(interval * 2, POLL_MAX)
+            interval = min(interval * POLL_GROWTH, POLL_MAX)
 
     async def _delete(self, connector: AsyncConnectorBase) -> None:
         if self.delete_started or self.resource_meta is None:
