@@ -228,8 +228,8 @@ def test_unknown_task_type():
         ConnectorTask("t", task_type="no-such-type-here")()
 
 
-def test_poll_interval_starts_short_and_doubles_to_a_cap(register, monkeypatch):
-    register(AsyncRecorder(script=[Resource(phase=TE.RUNNING)] * 11 + [Resource(phase=TE.SUCCEEDED)]))
+def test_poll_interval_starts_short_and_grows_to_a_cap(register, monkeypatch):
+    register(AsyncRecorder(script=[Resource(phase=TE.RUNNING)] * 16 + [Resource(phase=TE.SUCCEEDED)]))
     waits = []
     real_sleep = asyncio.sleep
 
@@ -239,8 +239,9 @@ def test_poll_interval_starts_short_and_doubles_to_a_cap(register, monkeypatch):
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
     RecTask()()
-    assert waits[:3] == [runner.POLL_FIRST, runner.POLL_FIRST * 2, runner.POLL_FIRST * 4]
-    assert waits[-1] == runner.POLL_MAX and max(waits) == runner.POLL_MAX and len(waits) == 11
+    growth = runner.POLL_GROWTH
+    assert waits[:3] == pytest.approx([runner.POLL_FIRST, runner.POLL_FIRST * growth, runner.POLL_FIRST * growth**2])
+    assert waits[-1] == runner.POLL_MAX and max(waits) == runner.POLL_MAX and len(waits) == 16
     assert runner.POLL_FIRST <= 0.05 and 1 <= runner.POLL_MAX <= 5
 
 
