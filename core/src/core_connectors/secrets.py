@@ -12,7 +12,9 @@ from pathlib import Path
 
 from .errors import SecretNotFound
 
-__all__ = ["get_agent_secret", "get_connector_secret"]
+__all__ = ["get_agent_secret", "get_connector_secret", "secret_values_handed_out"]
+
+_handed_out: set[str] = set()  # so the service can scrub file-mounted secrets from replies and logs too
 
 
 def get_connector_secret(secret_key: str) -> str:
@@ -24,18 +26,28 @@ def get_connector_secret(secret_key: str) -> str:
     env_var = f"{env_prefix}{secret_key.upper()}"
     value = os.environ.get(env_var)
     if value is not None:
-        return value.strip()
+        return _remember(value.strip())
 
     base_dir = os.environ.get("FLYTE_SECRETS_DEFAULT_DIR", "/etc/secrets").strip()
     file_prefix = os.environ.get("FLYTE_SECRETS_FILE_PREFIX", "").strip()
     path = Path(base_dir) / f"{file_prefix}{secret_key.lower()}"
     try:
-        return path.read_text().strip()
+        return _remember(path.read_text().strip())
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         pass
     raise SecretNotFound(
         f"secret {secret_key!r} not found: set the environment variable {env_var} or mount the file {path}"
     )
+
+
+def _remember(value: str) -> str:
+    _handed_out.add(value)
+    return value
+
+
+def secret_values_handed_out() -> frozenset[str]:
+    """Every secret value this process has read, for scrubbing error messages and logs."""
+    return frozenset(_handed_out)
 
 
 get_agent_secret = get_connector_secret

@@ -35,7 +35,16 @@ from ..literals import python_to_literal_map
 from ..registry import ConnectorRegistry
 from .progress import Display, open_display
 
-__all__ = ["POLL_FIRST", "POLL_GROWTH", "POLL_MAX", "LocalRun", "LocalRunError", "TaskFailed", "TaskInterrupted", "read_outputs_file"]
+__all__ = [
+    "POLL_FIRST",
+    "POLL_GROWTH",
+    "POLL_MAX",
+    "LocalRun",
+    "LocalRunError",
+    "TaskFailed",
+    "TaskInterrupted",
+    "read_outputs_file",
+]
 
 logger = logging.getLogger("core_connectors.local")
 

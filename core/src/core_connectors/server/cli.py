@@ -1,0 +1,122 @@
+"""``core-connectors serve``: every flag also reads a ``CORE_CONNECTORS_*`` environment variable."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .app import DEFAULT_THREADS, ServeOptions
+
+__all__ = ["serve"]
+
+
+def _env(name: str) -> str:
+    return f"CORE_CONNECTORS_{name}"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--port", type=int, default=8000, envvar=_env("PORT"), show_envvar=True, help="gRPC port.")
+@click.option("--host", default="[::]", envvar=_env("HOST"), show_envvar=True, help="Address to listen on.")
+@click.option(
+    "--prometheus-port",
+    "--prometheus_port",
+    "prometheus_port",
+    type=int,
+    default=9090,
+    envvar=_env("PROMETHEUS_PORT"),
+    show_envvar=True,
+    help="Port of the Prometheus metrics endpoint; 0 turns it off.",
+)
+@click.option(
+    "--modules",
+    multiple=True,
+    envvar=_env("MODULES"),
+    show_envvar=True,
+    help="Extra module that registers connectors (repeatable; the working directory is on sys.path).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=DEFAULT_THREADS,
+    envvar=_env("THREADS"),
+    show_envvar=True,
+    help="Size of the thread pool that runs plain `def` connector methods.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    envvar=_env("GRACE"),
+    show_envvar=True,
+    help="Seconds that calls in flight get to finish after SIGTERM/SIGINT.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    envvar=_env("WORKERS"),
+    show_envvar=True,
+    help="Processes that share the port (SO_REUSEPORT); metrics report their totals.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    envvar=_env("TLS_CERT"),
+    show_envvar=True,
+    help="PEM certificate chain of the server (turns TLS on, with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False),
+    envvar=_env("TLS_KEY"),
+    show_envvar=True,
+    help="PEM private key of the server.",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False),
+    envvar=_env("TLS_CLIENT_CA"),
+    show_envvar=True,
+    help="PEM CA bundle that client certificates must chain to (mutual TLS).",
+)
+@click.option(
+    "--max-message-mb",
+    type=click.IntRange(min=1),
+    default=4,
+    envvar=_env("MAX_MESSAGE_MB"),
+    show_envvar=True,
+    help="Largest gRPC message received or sent, in MiB.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    envvar=_env("TIMEOUT"),
+    show_envvar=True,
+    help="Serve this many seconds, then drain and exit 0 (for tests).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", envvar=_env("LOG_FORMAT"), show_envvar=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    envvar=_env("LOG_LEVEL"),
+    show_envvar=True,
+)
+def serve(**kwargs: object) -> None:
+    """Serve the installed connectors to FlytePropeller over gRPC (flyteidl's connector services)."""
+    kwargs["modules"] = list(kwargs["modules"])  # type: ignore[call-overload]
+    sys.exit(_run(ServeOptions(**kwargs)))  # type: ignore[arg-type]
+
+
+def _run(options: ServeOptions) -> int:
+    from .app import serve as run
+
+    return run(options)
+
+
+if __name__ == "__main__":
+    serve()

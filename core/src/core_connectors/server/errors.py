@@ -1,0 +1,118 @@
+"""How a failed request becomes a gRPC status: a code that says what went wrong and one line a user can act on.
+
+Propeller spends one of the user's retries on any CreateTask error and fails the task after five GetTask
+errors, so the code must be honest (NOT_FOUND, INVALID_ARGUMENT, UNIMPLEMENTED, ... are the caller's
+problem; INTERNAL is the connector's). Details carry the exception's type and message and a short error id,
+never a traceback; the traceback goes to the log under the same id. Values of secret-looking environment
+variables, and every secret read through ``get_connector_secret``, are scrubbed from both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import re
+import traceback
+from dataclasses import dataclass
+
+import grpc
+
+from ..secrets import secret_values_handed_out
+
+__all__ = ["Failure", "ServiceError", "describe_failure", "scrub"]
+
+logger = logging.getLogger("core_connectors.server")
+
+_Code = grpc.StatusCode
+
+# The metrics label error_code: the HTTP status grpc-gateway gives each code, as a plain string, so that it
+# reads the same on every Python version (flytekit's HTTPStatus printed differently on 3.10 and 3.12).
+HTTP_CODES = {
+    _Code.INVALID_ARGUMENT: "400",
+    _Code.FAILED_PRECONDITION: "400",
+    _Code.NOT_FOUND: "404",
+    _Code.CANCELLED: "499",
+    _Code.INTERNAL: "500",
+    _Code.UNKNOWN: "500",
+    _Code.UNIMPLEMENTED: "501",
+    _Code.UNAVAILABLE: "503",
+    _Code.DEADLINE_EXCEEDED: "504",
+}
+
+_SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_FSEC_", re.IGNORECASE)
+_MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would blank out ordinary words
+_MAX_MESSAGE = 2000  # gRPC details travel in a header; keep them well under its size limit
+
+
+class ServiceError(Exception):
+    """A request the service refuses before or around the connector: carries its own status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What goes back to the caller, and the label the failure counter gets."""
+
+    code: grpc.StatusCode
+    details: str
+    error_code: str
+
+
+def scrub(text: str) -> str:
+    """Replace with ``[redacted]`` the value of every secret-looking environment variable and every secret a
+    connector read through ``get_connector_secret`` (files under /etc/secrets included)."""
+    prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
+    values = set(secret_values_handed_out())
+    values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
+    for value in sorted(values, key=len, reverse=True):  # longest first, so no secret is left half-replaced
+        if len(value) >= _MIN_SECRET_LENGTH:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def describe_failure(exc: BaseException, operation: str, task_type: str) -> Failure:
+    """Map ``exc`` to a status, log it under a fresh error id and return what the caller will see."""
+    if isinstance(exc, ServiceError) and exc.code == _Code.NOT_FOUND:
+        details = str(exc)  # "Cannot find connector for task type: <name>." as flytekit words it
+        logger.warning("%s", details)
+        return Failure(exc.code, details, HTTP_CODES[exc.code])
+
+    code = _code_of(exc)
+    error_id = os.urandom(4).hex()
+    cause = exc.__cause__ if isinstance(exc, ServiceError) and exc.__cause__ is not None else exc
+    message = _truncate(str(exc)) if isinstance(exc, ServiceError) else _one_line(cause)
+    subject = f"{task_type} task" if task_type else "task"
+    details = scrub(f"failed to {operation} {subject} with error: {message} (error id {error_id})")
+    if code in (_Code.INTERNAL, _Code.UNKNOWN, _Code.DEADLINE_EXCEEDED):  # the caller's mistakes need no trace
+        trace = scrub("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)))
+        level = logging.ERROR if code == _Code.INTERNAL else logging.WARNING
+        logger.log(level, "%s [%s]\n%s", details, code.name, trace.rstrip())
+    else:
+        logger.warning("%s [%s]", details, code.name)
+    return Failure(code, details, HTTP_CODES.get(code, "500"))
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + " [...]"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = _truncate(str(exc).strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _code_of(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, ServiceError):
+        return exc.code
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        code = exc.code()  # a call the connector made to another gRPC service
+        if code in (_Code.DEADLINE_EXCEEDED, _Code.CANCELLED):
+            return code
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):  # distinct on 3.10
+        return _Code.DEADLINE_EXCEEDED
+    return _Code.INTERNAL

@@ -1,0 +1,375 @@
+"""The three flyteidl services propeller calls: AsyncAgentService, SyncAgentService, AgentMetadataService.
+
+One ``Dispatcher`` does the shared work: finding the connector (a dict lookup per task category), calling a
+connector method (``async def`` on the loop, plain ``def`` in the service's thread pool, decided once per
+method), recording metrics and turning exceptions into statuses. Nothing is logged per request unless it
+fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
+from types import CodeType
+from typing import Any, NoReturn
+
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.core import tasks_pb2, types_pb2
+from flyteidl.service import agent_pb2_grpc
+
+from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
+from ..errors import ConnectorNotFound
+from ..registry import Registry
+from .errors import ServiceError, describe_failure
+from .metrics import Metrics
+
+__all__ = ["AsyncAgentService", "Dispatcher", "MetadataService", "SyncAgentService"]
+
+_Code = grpc.StatusCode
+_ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
+
+
+class Dispatcher:
+    """Finds connectors, calls their methods the right way, and keeps the books (metrics, errors).
+
+    Routes and method kinds are cached on first use: a connector registered after the start is found, one
+    that replaces (``override=True``) an already routed category is not.
+    """
+
+    def __init__(self, registry: Registry, executor: Executor, metrics: Metrics) -> None:
+        self.registry = registry
+        self.executor = executor
+        self.metrics = metrics
+        self._routes: dict[tuple[str, int], ConnectorBase] = {}
+        self._kinds: dict[tuple[int, str], tuple[Callable[..., Any], int]] = {}
+        self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
+        self._agents: tuple[int, agent_pb2.ListAgentsResponse] | None = None
+
+    # ---------------------------------------------------------------------------------------- lookups
+    def connector(self, name: str, version: int = 0) -> ConnectorBase:
+        """The connector for a task category; NOT_FOUND in flytekit's words when there is none."""
+        connector = self._routes.get((name, version))
+        if connector is None:
+            if not name:
+                raise ServiceError(_Code.INVALID_ARGUMENT, "the request names no task type")
+            try:
+                connector = self.registry.get_connector(name, version)
+            except ConnectorNotFound:
+                shown = name if version == 0 else f"{name} (version {version})"
+                raise ServiceError(_Code.NOT_FOUND, f"Cannot find connector for task type: {shown}.") from None
+            self._routes[(name, version)] = connector
+        return connector
+
+    def list_agents(self) -> agent_pb2.ListAgentsResponse:
+        """Built once and reused (propeller asks every 10 s); rebuilt when connectors were added since."""
+        agents = self.registry.list_connectors()
+        cached = self._agents
+        if cached is None or cached[0] != len(agents):
+            cached = self._agents = (len(agents), agent_pb2.ListAgentsResponse(agents=agents))
+        return cached[1]
+
+    # ---------------------------------------------------------------------------------------- calling
+    async def call(self, connector: ConnectorBase, method: str, **kwargs: Any) -> Any:
+        """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool."""
+        fn, kind = self._method(connector, method)
+        if kind == _ASYNC:
+            return await fn(**kwargs)
+        if kind == _ASYNC_GEN:
+            return fn(**kwargs)
+        result = await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, **kwargs))
+        if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
+            result = await result
+        return result
+
+    def _method(self, connector: ConnectorBase, method: str) -> tuple[Callable[..., Any], int]:
+        key = (id(connector), method)
+        found = self._kinds.get(key)
+        if found is None:
+            fn = getattr(connector, method)
+            if inspect.iscoroutinefunction(fn):
+                kind = _ASYNC
+            elif inspect.isasyncgenfunction(fn):
+                kind = _ASYNC_GEN
+            else:
+                kind = _PLAIN
+            code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+            if code is not None:
+                self.method_names[code] = f"{connector.name}.{method}"
+            found = self._kinds[key] = (fn, kind)  # the bound method keeps the connector, so its id stays unique
+        return found
+
+    def is_implemented(self, connector: ConnectorBase, method: str) -> bool:
+        """False for get_metrics/get_logs a connector inherits unchanged from AsyncConnectorBase."""
+        own = getattr(type(connector), method, None)
+        return own is not None and own is not getattr(AsyncConnectorBase, method, None)
+
+    # ---------------------------------------------------------------------------------------- books
+    async def fail(
+        self, context: grpc.aio.ServicerContext, exc: BaseException, task_type: str, operation: str, started: float
+    ) -> NoReturn:
+        failure = describe_failure(exc, operation, task_type)
+        self.metrics.failed(task_type, operation, failure.error_code, started)
+        await context.abort(failure.code, failure.details)
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+def _decode(connector: ConnectorBase, data: bytes, operation: str) -> Any:
+    if not isinstance(connector, AsyncConnectorBase):
+        raise ServiceError(
+            _Code.FAILED_PRECONDITION,
+            f"{connector.name} is a sync connector: call ExecuteTaskSync, it has no {operation}",
+        )
+    try:
+        return connector.metadata_type.decode(data)
+    except Exception as e:
+        raise ServiceError(_Code.INVALID_ARGUMENT, f"{type(e).__name__}: {e}") from e
+
+
+def _category(request: Any) -> tuple[str, int]:
+    """Route by task_category when its name is set, else by the deprecated task_type at version 0."""
+    category = request.task_category
+    name = category.name
+    if name:
+        return name, category.version
+    return request.task_type, 0
+
+
+def _output_types(template: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.LiteralType] | None:
+    variables = template.interface.outputs.variables
+    return {name: var.type for name, var in variables.items()} if variables else None
+
+
+def _resource_idl(resource: Any, output_types: dict[str, types_pb2.LiteralType] | None) -> agent_pb2.Resource:
+    if isinstance(resource, Resource):
+        return resource.to_flyte_idl_sync(output_types)
+    if isinstance(resource, agent_pb2.Resource):
+        return resource
+    raise TypeError(f"the connector returned {type(resource).__name__}, expected a Resource")
+
+
+class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[misc]
+    """CreateTask, GetTask, DeleteTask, GetTaskMetrics and the GetTaskLogs stream."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+
+    async def CreateTask(
+        self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.CreateTaskResponse:
+        started = time.perf_counter()
+        template = request.template
+        task_type = template.type
+        try:
+            if not request.HasField("template"):
+                raise ServiceError(_Code.INVALID_ARGUMENT, "CreateTask request has no task template")
+            connector = self.d.connector(task_type, template.task_type_version)
+            if not isinstance(connector, AsyncConnectorBase):
+                raise ServiceError(
+                    _Code.FAILED_PRECONDITION, f"{connector.name} is a sync connector: call ExecuteTaskSync"
+                )
+            if request.HasField("inputs"):
+                self.d.metrics.input_size(task_type, request.inputs.ByteSize())
+            meta = await self.d.call(
+                connector,
+                "create",
+                task_template=template,
+                inputs=request.inputs,
+                output_prefix=request.output_prefix,
+                task_execution_metadata=request.task_execution_metadata,
+            )
+            response = agent_pb2.CreateTaskResponse(resource_meta=meta.encode())
+        except Exception as e:
+            await self.d.fail(context, e, task_type, "create", started)
+        self.d.metrics.succeeded(task_type, "create", started)
+        return response
+
+    async def GetTask(
+        self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetTaskResponse:
+        started = time.perf_counter()
+        name, version = _category(request)
+        try:
+            connector = self.d.connector(name, version)
+            meta = _decode(connector, request.resource_meta, "get")
+            resource = await self.d.call(connector, "get", resource_meta=meta)
+            response = agent_pb2.GetTaskResponse(resource=_resource_idl(resource, None))
+        except Exception as e:
+            await self.d.fail(context, e, name, "get", started)
+        self.d.metrics.succeeded(name, "get", started)
+        return response
+
+    async def DeleteTask(
+        self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.DeleteTaskResponse:
+        started = time.perf_counter()
+        name, version = _category(request)
+        try:
+            connector = self.d.connector(name, version)
+            meta = _decode(connector, request.resource_meta, "delete")
+            await self.d.call(connector, "delete", resource_meta=meta)
+        except Exception as e:
+            await self.d.fail(context, e, name, "delete", started)
+        self.d.metrics.succeeded(name, "delete", started)
+        return agent_pb2.DeleteTaskResponse()
+
+    async def GetTaskMetrics(
+        self, request: agent_pb2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetTaskMetricsResponse:
+        started = time.perf_counter()
+        name, version = _category(request)
+        try:
+            connector, meta = self._optional(name, version, request.resource_meta, "get_metrics")
+            response = await self.d.call(connector, "get_metrics", resource_meta=meta)
+            if not isinstance(response, agent_pb2.GetTaskMetricsResponse):
+                raise TypeError(f"get_metrics returned {type(response).__name__}, expected GetTaskMetricsResponse")
+        except Exception as e:
+            await self.d.fail(context, _unimplemented(e, name, "get_metrics"), name, "get_metrics", started)
+        self.d.metrics.succeeded(name, "get_metrics", started)
+        return response
+
+    async def GetTaskLogs(
+        self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        """Stream what the connector gives: one response, or each item of a (sync or async) iterator."""
+        started = time.perf_counter()
+        name, version = _category(request)
+        try:
+            connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
+            result = await self.d.call(connector, "get_logs", resource_meta=meta)
+            if isinstance(result, agent_pb2.GetTaskLogsResponse):
+                yield result
+            elif hasattr(result, "__aiter__"):
+                async for item in result:
+                    yield _logs_response(item)
+            elif isinstance(result, Iterator) or hasattr(result, "__iter__"):
+                async for item in self._iterate_in_pool(iter(result)):
+                    yield _logs_response(item)
+            else:
+                raise TypeError(f"get_logs returned {type(result).__name__}, expected GetTaskLogsResponse(s)")
+        except Exception as e:
+            await self.d.fail(context, _unimplemented(e, name, "get_logs"), name, "get_logs", started)
+        self.d.metrics.succeeded(name, "get_logs", started)
+
+    def _optional(self, name: str, version: int, data: bytes, method: str) -> tuple[ConnectorBase, Any]:
+        connector = self.d.connector(name, version)
+        if isinstance(connector, AsyncConnectorBase) and not self.d.is_implemented(connector, method):
+            raise ServiceError(_Code.UNIMPLEMENTED, f"{connector.name} does not implement {method}")
+        return connector, _decode(connector, data, method)
+
+    async def _iterate_in_pool(self, it: Iterator[Any]) -> AsyncIterator[Any]:
+        """Each ``next`` of a plain generator may block (it is connector code): run it in the pool."""
+        loop = asyncio.get_running_loop()
+        done = object()
+        while (item := await loop.run_in_executor(self.d.executor, next, it, done)) is not done:
+            yield item
+
+
+def _logs_response(item: Any) -> agent_pb2.GetTaskLogsResponse:
+    if isinstance(item, agent_pb2.GetTaskLogsResponse):
+        return item
+    raise TypeError(f"get_logs yielded {type(item).__name__}, expected GetTaskLogsResponse")
+
+
+def _unimplemented(exc: Exception, task_type: str, method: str) -> Exception:
+    """A connector's own NotImplementedError from an optional method is UNIMPLEMENTED, not INTERNAL."""
+    if isinstance(exc, NotImplementedError):
+        error = ServiceError(_Code.UNIMPLEMENTED, f"{task_type} connector does not implement {method}: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore[misc]
+    """ExecuteTaskSync: a header, then the inputs, in; exactly one response with a terminal Resource out.
+
+    Protocol errors get INVALID_ARGUMENT (no message, inputs first, or the stream closed after the header:
+    propeller always sends the inputs, an empty LiteralMap when the task has none); a task type served by an
+    async connector gets FAILED_PRECONDITION; a ``do`` that returns a non-terminal phase gets INTERNAL.
+    """
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+
+    async def ExecuteTaskSync(
+        self, request_iterator: AsyncIterator[agent_pb2.ExecuteTaskSyncRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.ExecuteTaskSyncResponse]:
+        started = time.perf_counter()
+        task_type = ""
+        try:
+            first = await anext(request_iterator, None)
+            if first is None or not first.HasField("header"):
+                got = "nothing" if first is None else "the inputs"
+                raise ServiceError(_Code.INVALID_ARGUMENT, f"ExecuteTaskSync expects a header first, got {got}")
+            header = first.header
+            template = header.template
+            task_type = template.type
+            connector = self.d.connector(task_type, template.task_type_version)
+            if not isinstance(connector, SyncConnectorBase):
+                raise ServiceError(
+                    _Code.FAILED_PRECONDITION,
+                    f"{connector.name} is an async connector: call CreateTask and GetTask, not ExecuteTaskSync",
+                )
+            second = await anext(request_iterator, None)
+            if second is None or not second.HasField("inputs"):
+                got = "the end of the stream" if second is None else "a second header"
+                raise ServiceError(
+                    _Code.INVALID_ARGUMENT,
+                    f"ExecuteTaskSync expects the inputs after the header, got {got} "
+                    "(send an empty LiteralMap for a task without inputs)",
+                )
+            self.d.metrics.input_size(task_type, second.inputs.ByteSize())
+            resource = await self.d.call(
+                connector, "do", task_template=template, inputs=second.inputs, output_prefix=header.output_prefix
+            )
+            idl = _resource_idl(resource, _output_types(template))
+            if not is_terminal_phase(idl.phase):
+                raise RuntimeError(
+                    f"do() returned the non-terminal phase {_phase_name(idl.phase)}; "
+                    "a sync connector must return SUCCEEDED, FAILED, RETRYABLE_FAILED or ABORTED"
+                )
+            response = agent_pb2.ExecuteTaskSyncResponse(header=agent_pb2.ExecuteTaskSyncResponseHeader(resource=idl))
+        except Exception as e:
+            await self.d.fail(context, e, task_type, "do", started)
+        yield response
+        self.d.metrics.succeeded(task_type, "do", started)
+
+
+def _phase_name(phase: int) -> str:
+    from flyteidl.core.execution_pb2 import TaskExecution
+
+    try:
+        return TaskExecution.Phase.Name(phase)
+    except ValueError:
+        return str(phase)
+
+
+class MetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type: ignore[misc]
+    """ListAgents (cached) and GetAgent, from the registry."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+
+    async def ListAgents(
+        self, request: agent_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ListAgentsResponse:
+        started = time.perf_counter()
+        response = self.d.list_agents()
+        self.d.metrics.succeeded("", "list_agents", started)
+        return response
+
+    async def GetAgent(
+        self, request: agent_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetAgentResponse:
+        started = time.perf_counter()
+        try:
+            agent = self.d.registry.get_connector_metadata(request.name)
+        except ConnectorNotFound:
+            error = ServiceError(_Code.NOT_FOUND, f"Cannot find connector for name: {request.name}.")
+            await self.d.fail(context, error, "", "get_agent", started)
+        self.d.metrics.succeeded("", "get_agent", started)
+        return agent_pb2.GetAgentResponse(agent=agent)
