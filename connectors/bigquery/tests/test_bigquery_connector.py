@@ -1,0 +1,396 @@
+"""The connector against a local stand-in of BigQuery's REST API, through the real google-cloud-bigquery client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from flyteidl.core.execution_pb2 import TaskExecution
+
+from core_connectors import ConnectorRegistry
+from core_connectors.literals import literal_map_to_python
+from core_connectors_bigquery import BigQueryConnector, BigQueryMetadata, _gcp
+from core_connectors_bigquery.testing import make_inputs, make_metadata, make_template
+
+pytestmark = pytest.mark.network
+
+connector = BigQueryConnector()
+
+
+def run_to_end(meta: BigQueryMetadata, polls: int = 10) -> list:
+    """Poll get until a terminal phase; return every Resource seen."""
+    seen = []
+    for _ in range(polls):
+        seen.append(connector.get(meta))
+        if seen[-1].phase not in (TaskExecution.INITIALIZING, TaskExecution.RUNNING):
+            break
+    return seen
+
+
+def inserted_body(fake) -> dict:
+    (request,) = fake.requests_to("POST", "insert")
+    return request.body
+
+
+# --------------------------------------------------------------------------------------------- plugin
+def test_importing_the_plugin_does_not_import_the_vendor_sdk() -> None:
+    code = (
+        "import core_connectors_bigquery, sys\n"
+        "core_connectors_bigquery.provide_connectors()\n"
+        "vendor = ('google.cloud.bigquery', 'google.auth', 'google.api_core')\n"
+        "loaded = [m for m in sys.modules if m.startswith(vendor)]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_discovered_through_the_entry_point() -> None:
+    with ConnectorRegistry.isolated(discover=True):
+        found = ConnectorRegistry.get_connector("bigquery_query_job_task", 0)
+        assert isinstance(found, BigQueryConnector)
+        assert found.name == "Bigquery Connector"
+
+
+# -------------------------------------------------------------------------------------------- matching
+def test_job_runs_through_pending_running_done_and_returns_its_table(fake_bq) -> None:
+    fake_bq.plan(states=["PENDING", "PENDING", "RUNNING", "DONE"])
+    template = make_template(sql="SELECT * FROM t WHERE n = @n", inputs={"n": int})
+    meta = connector.create(template, "", make_inputs(template, n=3), make_metadata())
+
+    seen = run_to_end(meta)
+    assert [r.phase for r in seen] == [TaskExecution.INITIALIZING, TaskExecution.RUNNING, TaskExecution.SUCCEEDED]
+    done = seen[-1]
+    assert literal_map_to_python(done.outputs) == {"results": f"bq://proj:_anon.anon_{meta.job_id}"}
+    assert done.outputs.literals["results"].scalar.HasField("structured_dataset")
+    (link,) = done.log_links
+    assert link.name == "BigQuery Console"
+    assert link.uri == (
+        f"https://console.cloud.google.com/bigquery?project=proj&j=bq:US:{meta.job_id}&page=queryresults"
+    )
+    assert done.custom_info["total_bytes_billed"] == 10485760
+    body = inserted_body(fake_bq)
+    assert body["configuration"]["query"]["query"] == "SELECT * FROM t WHERE n = @n"
+    assert (meta.project, meta.location) == ("proj", "US")
+
+
+def test_metadata_json_is_compatible_with_flytekits() -> None:
+    old = BigQueryMetadata.decode(b'{"job_id": "abc", "project": "p", "location": null}')
+    assert (old.job_id, old.project, old.location, old.has_results, old.error) == ("abc", "p", None, True, None)
+    new = json.loads(BigQueryMetadata(job_id="j", project="p", location="EU").encode())
+    assert {"job_id": "j", "project": "p", "location": "EU"}.items() <= new.items()
+
+
+def test_a_job_started_by_flytekits_connector_is_polled_and_cancelled(fake_bq) -> None:
+    fake_bq.add_job("other-proj", "flytekit_job", location="EU", states=["RUNNING"])
+    meta = BigQueryMetadata.decode(b'{"job_id": "flytekit_job", "project": "other-proj", "location": "EU"}')
+    assert connector.get(meta).phase == TaskExecution.RUNNING
+    connector.delete(meta)
+    assert connector.get(meta).phase == TaskExecution.ABORTED
+    paths = {(r.method, r.path, r.query.get("location")) for r in fake_bq.requests}
+    assert ("GET", "/bigquery/v2/projects/other-proj/jobs/flytekit_job", "EU") in paths
+    assert ("POST", "/bigquery/v2/projects/other-proj/jobs/flytekit_job/cancel", "EU") in paths
+
+
+def test_location_comes_from_bigquery_when_the_template_has_none(fake_bq) -> None:
+    template = make_template(custom={"Location": None})
+    meta = connector.create(template, "", None, None)
+    assert meta.location == "US"
+    assert "location" not in inserted_body(fake_bq)["jobReference"]
+
+
+# ----------------------------------------------------------------------------------- query settings
+def test_query_job_settings_from_the_template_are_honoured(fake_bq) -> None:
+    custom = {
+        "useQueryCache": False,
+        "maximumBytesBilled": "1000",
+        "priority": "BATCH",
+        "writeDisposition": "WRITE_TRUNCATE",
+        "maximumBillingTier": 2,  # a float once it went through the protobuf Struct
+        "destinationTable": {"projectId": "dst", "datasetId": "ds", "tableId": "tbl"},
+    }
+    template = make_template(custom=custom)
+    assert template.custom["maximumBillingTier"] == 2.0
+    meta = connector.create(template, "", None, make_metadata())
+    query = inserted_body(fake_bq)["configuration"]["query"]
+    assert {k: query[k] for k in custom} == custom
+    assert type(query["maximumBillingTier"]) is int
+    assert not {"ProjectID", "Location", "Domain"} & set(query)
+    assert literal_map_to_python(connector.get(meta).outputs) == {"results": "bq://dst:ds.tbl"}
+
+
+def test_parameters_have_bigquery_types(fake_bq) -> None:
+    types = {
+        "i": int,
+        "f": float,
+        "s": str,
+        "b": bool,
+        "t": dt.datetime,
+        "raw": bytes,
+        "xs": list[int],
+        "names": list[str],
+        "empty": list[float],
+        "d": dict,
+        "m": dict[str, int],
+        "maybe": int | None,
+    }
+    template = make_template(inputs=types)
+    when = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    values = {
+        "i": 7,
+        "f": 2.0,
+        "s": "x",
+        "b": True,
+        "t": when,
+        "raw": b"\x00\x01",
+        "xs": [1, 2],
+        "names": ["a"],
+        "empty": [],
+        "d": {"k": [1, "v"]},
+        "m": {"a": 1},
+        "maybe": None,
+    }
+    connector.create(template, "", make_inputs(template, **values), make_metadata())
+
+    query = inserted_body(fake_bq)["configuration"]["query"]
+    assert query["parameterMode"] == "NAMED"
+    params = {p["name"]: p for p in query["queryParameters"]}
+    scalar = {
+        n: (p["parameterType"]["type"], p["parameterValue"].get("value"))
+        for n, p in params.items()
+        if "arrayType" not in p["parameterType"]
+    }
+    assert scalar == {
+        "i": ("INT64", "7"),
+        "f": ("FLOAT64", 2.0),
+        "s": ("STRING", "x"),
+        "b": ("BOOL", "true"),
+        "t": ("TIMESTAMP", "2024-05-01 10:30:00+00:00"),
+        "raw": ("BYTES", "AAE="),
+        "d": ("JSON", '{"k": [1, "v"]}'),  # JSON text, encoded once
+        "m": ("JSON", '{"a": 1}'),
+        "maybe": ("INT64", None),
+    }
+    arrays = {
+        n: (p["parameterType"]["arrayType"]["type"], [v["value"] for v in p["parameterValue"]["arrayValues"]])
+        for n, p in params.items()
+        if "arrayType" in p["parameterType"]
+    }
+    assert arrays == {"xs": ("INT64", ["1", "2"]), "names": ("STRING", ["a"]), "empty": ("FLOAT64", [])}
+
+
+def test_date_and_decimal_values_become_date_and_numeric() -> None:
+    """Flyte literals carry neither, but Python callers of ``parameter`` can."""
+    import decimal
+
+    assert _gcp.parameter("d", dt.date(2024, 1, 2)).to_api_repr()["parameterType"]["type"] == "DATE"
+    numeric = _gcp.parameter("n", decimal.Decimal("1.25")).to_api_repr()
+    assert (numeric["parameterType"]["type"], numeric["parameterValue"]["value"]) == ("NUMERIC", "1.25")
+    naive = _gcp.parameter("t", dt.datetime(2024, 1, 2, 3, 4)).to_api_repr()["parameterValue"]["value"]
+    assert naive == "2024-01-02 03:04:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("types", "values", "words"),
+    [
+        ({"wait": dt.timedelta}, {"wait": dt.timedelta(seconds=3)}, "no parameter type for timedelta"),
+        ({"grid": list[list[int]]}, {"grid": [[1]]}, "arrays of arrays"),
+    ],
+)
+def test_an_input_bigquery_cannot_take_fails_the_task_naming_it(fake_bq, types, values, words) -> None:
+    template = make_template(inputs=types)
+    meta = connector.create(template, "", make_inputs(template, **values), make_metadata())
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.FAILED
+    assert repr(next(iter(types))) in resource.message and words in resource.message
+    connector.delete(meta)
+    assert fake_bq.requests == []
+
+
+def test_inputs_replace_a_same_named_parameter_from_the_settings(fake_bq) -> None:
+    preset = [
+        {"name": "n", "parameterType": {"type": "STRING"}, "parameterValue": {"value": "old"}},
+        {"name": "keep", "parameterType": {"type": "STRING"}, "parameterValue": {"value": "k"}},
+    ]
+    template = make_template(custom={"queryParameters": preset}, inputs={"n": int})
+    connector.create(template, "", make_inputs(template, n=1), make_metadata())
+    params = {
+        p["name"]: p["parameterValue"]["value"]
+        for p in inserted_body(fake_bq)["configuration"]["query"]["queryParameters"]
+    }
+    assert params == {"n": "1", "keep": "k"}
+
+
+# ------------------------------------------------------------------------------------------ failures
+@pytest.mark.parametrize(
+    ("reason", "phase"),
+    [
+        ("invalidQuery", TaskExecution.FAILED),
+        ("accessDenied", TaskExecution.FAILED),
+        ("backendError", TaskExecution.RETRYABLE_FAILED),
+        ("internalError", TaskExecution.RETRYABLE_FAILED),
+        ("rateLimitExceeded", TaskExecution.RETRYABLE_FAILED),
+        ("badGateway", TaskExecution.RETRYABLE_FAILED),
+        ("jobRateLimitExceeded", TaskExecution.RETRYABLE_FAILED),
+        ("stopped", TaskExecution.ABORTED),
+    ],
+)
+def test_failure_is_read_from_error_result(fake_bq, reason, phase) -> None:
+    error = {"reason": reason, "location": "query", "message": "Syntax error at [1:8]"}
+    fake_bq.plan(states=["RUNNING", "DONE"], error_result=error)
+    meta = connector.create(make_template(), "", None, make_metadata())
+    done = run_to_end(meta)[-1]
+    assert done.phase == phase
+    assert done.message == f"{reason} at query: Syntax error at [1:8]"
+    assert done.outputs is None
+    assert done.log_links[0].name == "BigQuery Console"
+
+
+def test_warnings_alone_do_not_fail_the_job(fake_bq) -> None:
+    warning = {"reason": "invalid", "message": "a column was truncated"}
+    fake_bq.plan(states=["DONE"], errors=[warning])
+    meta = connector.create(make_template(), "", None, make_metadata())
+    done = connector.get(meta)
+    assert done.phase == TaskExecution.SUCCEEDED
+    assert "1 warning(s): invalid: a column was truncated" in done.message
+    assert done.outputs is not None
+
+
+def test_a_refused_job_fails_the_task_with_bigquerys_message(fake_bq) -> None:
+    fake_bq.fail(400, "invalid", method="POST")
+    meta = connector.create(make_template(), "", None, make_metadata())
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.FAILED
+    assert "400 BadRequest" in resource.message and "scripted invalid" in resource.message
+
+
+def test_an_unknown_job_fails_the_task(fake_bq) -> None:
+    resource = connector.get(BigQueryMetadata(job_id="gone", project="proj", location="US"))
+    assert resource.phase == TaskExecution.FAILED
+    assert "gone not found" in resource.message
+
+
+# -------------------------------------------------------------------------------------- idempotence
+def test_a_retried_create_adopts_the_job_it_already_started(fake_bq) -> None:
+    template = make_template()
+    first = connector.create(template, "", None, make_metadata(attempt=0))
+    again = connector.create(template, "", None, make_metadata(attempt=0))
+    assert again == first
+    assert len(fake_bq.jobs) == 1
+    assert [r.status for r in fake_bq.requests_to("POST", "insert")] == [200, 409]
+
+    next_attempt = connector.create(template, "", None, make_metadata(attempt=1))
+    other_execution = connector.create(template, "", None, make_metadata(execution="exec2"))
+    assert len({first.job_id, next_attempt.job_id, other_execution.job_id}) == 3
+    assert len(fake_bq.jobs) == 3
+
+
+def test_job_ids_fit_bigquerys_alphabet_and_length(fake_bq) -> None:
+    meta = connector.create(make_template(), "", None, make_metadata(execution="ä b/c" * 400))
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,1024}", meta.job_id)
+    no_metadata = {connector.create(make_template(), "", None, None).job_id for _ in range(2)}
+    assert len(no_metadata) == 2 and all(re.fullmatch(r"flyte_[0-9a-f]{32}", j) for j in no_metadata)
+
+
+def test_a_job_insert_that_timed_out_but_landed_is_adopted(fake_bq) -> None:
+    """The insert answers after the client gave up; its retry gets 409 and the job is adopted."""
+    fake_bq.delay(_gcp.REQUEST_TIMEOUT + 0.5, method="POST", count=1)
+    meta = connector.create(make_template(), "", None, make_metadata())
+    assert [r.status for r in fake_bq.requests_to("POST", "insert")] == [200, 409]
+    assert len(fake_bq.jobs) == 1
+    assert meta.job_id == next(iter(fake_bq.jobs.values())).job_id
+    assert connector.get(meta).phase == TaskExecution.SUCCEEDED
+
+
+# ----------------------------------------------------------------------------- results and labels
+def test_results_only_when_the_task_declares_them(fake_bq) -> None:
+    meta = connector.create(make_template(results=False), "", None, make_metadata())
+    assert meta.has_results is False
+    done = connector.get(BigQueryMetadata.decode(meta.encode()))
+    assert done.phase == TaskExecution.SUCCEEDED and done.outputs is None
+
+
+def test_labels_trace_the_job_to_its_execution(fake_bq) -> None:
+    connector.create(make_template(), "", None, make_metadata(project="Big Project", workflow="wf.Daily-Report" * 9))
+    labels = inserted_body(fake_bq)["configuration"]["labels"]
+    assert labels == {
+        "flyte-project": "big-project",
+        "flyte-domain": "development",
+        "flyte-execution": "exec1",
+        "flyte-workflow": ("wf-daily-report" * 9)[:63],
+        "flyte-task": "wf-query-task",
+    }
+    assert all(
+        re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", k) and re.fullmatch(r"[a-z0-9_-]{0,63}", v) for k, v in labels.items()
+    )
+
+
+# ------------------------------------------------------------------------------------------- delete
+def test_delete_cancels_a_running_job_and_tolerates_finished_or_unknown_ones(fake_bq) -> None:
+    fake_bq.plan(states=["RUNNING"])
+    meta = connector.create(make_template(), "", None, make_metadata())
+    connector.delete(meta)
+    assert connector.get(meta).phase == TaskExecution.ABORTED
+    connector.delete(meta)  # finished now
+    connector.delete(BigQueryMetadata(job_id="unknown", project="proj", location="US"))
+    assert len(fake_bq.requests_to("POST", "cancel")) == 3
+
+
+# --------------------------------------------------------------------------- deadlines and clients
+def test_a_transient_error_is_retried_within_the_call(fake_bq) -> None:
+    meta = connector.create(make_template(), "", None, make_metadata())
+    fake_bq.fail(503, "backendError", method="GET")
+    assert connector.get(meta).phase == TaskExecution.SUCCEEDED
+    assert len(fake_bq.requests_to("GET")) == 2
+
+
+@pytest.mark.slow
+def test_a_slow_bigquery_gives_up_inside_propellers_ten_seconds(fake_bq) -> None:
+    meta = connector.create(make_template(), "", None, make_metadata())
+    fake_bq.delay(30, method="GET")
+    start = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        connector.get(meta)
+    elapsed = time.monotonic() - start
+    assert elapsed < 10, elapsed
+    assert "Timeout" in f"{type(raised.value).__name__}: {raised.value}"
+
+
+def test_clients_are_reused_per_project_location_and_credentials(fake_bq) -> None:
+    a = _gcp.client("proj", "US")
+    assert _gcp.client("proj", "US") is a
+    assert _gcp.client("proj", "EU") is not a
+    assert _gcp.client("other", "US") is not a
+
+
+def test_credentials_come_from_the_connector_secret(fake_bq, monkeypatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    secret = {
+        "type": "service_account",
+        "project_id": "proj",
+        "private_key_id": "k1",
+        "private_key": pem.decode(),
+        "client_email": "connector@proj.iam.gserviceaccount.com",
+        "token_uri": f"{fake_bq.url}/token",
+    }
+    monkeypatch.setenv("_FSEC_GOOGLE_APPLICATION_CREDENTIALS", json.dumps(secret))
+    connector.create(make_template(), "", None, make_metadata())
+    (insert,) = fake_bq.requests_to("POST", "insert")
+    assert insert.headers.get("authorization") == "Bearer fake-token"
+    token_request = fake_bq.requests[0]
+    assert token_request.path == "/token"
+    assert token_request.body["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def test_without_a_secret_the_emulator_gets_anonymous_requests(fake_bq) -> None:
+    connector.create(make_template(), "", None, make_metadata())
+    (insert,) = fake_bq.requests_to("POST", "insert")
+    assert "authorization" not in insert.headers
