@@ -1,0 +1,53 @@
+"""Fixtures: the OpenAI stand-in, with a distinctive API key in the connector secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from core_connectors_openai.testing import FakeOpenAI
+
+API_KEY = "sk-proj-DISTINCTIVEsecret0123456789abcdef"
+"""Distinctive enough that a test can search every message and log line for it."""
+
+JSONL = (
+    b'{"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", '
+    b'"body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one"}]}}\n'
+    b'{"custom_id": "r2", "method": "POST", "url": "/v1/chat/completions", '
+    b'"body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "two"}]}}\n'
+)
+
+
+@pytest.fixture
+def api_key() -> str:
+    return API_KEY
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch):
+    """The stand-in, with the secret and OPENAI_BASE_URL pointing the connectors at it."""
+    with FakeOpenAI(api_key=API_KEY) as server:
+        monkeypatch.setenv("_FSEC_FLYTE_OPENAI_API_KEY", API_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.delenv("FLYTE_SECRETS_ENV_PREFIX", raising=False)
+        monkeypatch.delenv("OPENAI_ORG_ID", raising=False)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        yield server
+
+
+@pytest.fixture
+def jsonl_file(tmp_path):
+    """Two chat requests, as a batch input file."""
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(JSONL)
+    return path
+
+
+@pytest.fixture
+def flytekit_openai():
+    """flytekitplugins.openai, or a skip where it is not installed or does not import (1.16 raises on Python
+    3.13: it has no default image for it)."""
+    try:
+        import flytekitplugins.openai as module
+    except Exception as e:
+        pytest.skip(f"flytekitplugins-openai is not usable here: {type(e).__name__}: {e}")
+    return module
