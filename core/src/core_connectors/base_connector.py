@@ -117,23 +117,43 @@ class ResourceMeta:
 def _dataclass_from_json(cls: Any, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ResourceMetaDecodeError(f"cannot decode {where}: expected a JSON object, got {type(raw).__name__}")
-    hints = _type_hints(cls)
     kwargs = {}
-    for field in dataclasses.fields(cls):
-        if not field.init:
-            continue
-        if field.name not in raw:
-            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                raise ResourceMetaDecodeError(f"cannot decode {where}: field {field.name!r} is missing")
-            continue
-        kwargs[field.name] = _value_from_json(hints.get(field.name, Any), raw[field.name], f"{where}.{field.name}")
+    for name, tp, required, as_is in _decode_plan(cls):
+        if name in raw:
+            value = raw[name]
+            # A plain value of the field's own type (the common case) needs no conversion.
+            kwargs[name] = value if type(value) in as_is else _value_from_json(tp, value, f"{where}.{name}")
+        elif required:
+            raise ResourceMetaDecodeError(f"cannot decode {where}: field {name!r} is missing")
     return cls(**kwargs)
 
 
 @functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    """Cached: get_type_hints compiles string annotations on every call, and GetTask decodes on every poll."""
-    return typing.get_type_hints(cls)
+def _decode_plan(cls: type) -> tuple[tuple[str, Any, bool, frozenset[type]], ...]:
+    """(name, type, required, JSON types taken as they are) of each init field, worked out once per class:
+    GetTask decodes on every poll."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in dataclasses.fields(cls):
+        if f.init:
+            tp = hints.get(f.name, Any)
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            plan.append((f.name, tp, required, _json_types_as_is(tp)))
+    return tuple(plan)
+
+
+_PLAIN_JSON_TYPES = (str, int, float, bool, type(None))
+
+
+def _json_types_as_is(tp: Any) -> frozenset[type]:
+    """The JSON value types that need no conversion for a field of type ``tp`` (``str | None``: str, None)."""
+    if tp in _PLAIN_JSON_TYPES:
+        return frozenset({tp})
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if all(a in _PLAIN_JSON_TYPES for a in args) and not (float in args and int not in args):
+            return frozenset(args)
+    return frozenset()
 
 
 def _value_from_json(tp: Any, value: Any, where: str) -> Any:
