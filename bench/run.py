@@ -1,16 +1,19 @@
 """Side-by-side benchmark: our connector service vs flytekit's vs an empty grpc.aio servicer (the ceiling).
 
-Run from the repository root (about 4 minutes; `--quick` takes about 1):
+Run from the repository root (about 4 minutes; `--quick` about 1):
 
     /work/venv/bin/python bench/run.py [--quick] [--only ours,flytekit,ceiling] [--json out.json]
-                                       [--ours-python /work/venv/bin/python]
+                                       [--ours-python PATH] [--no-pin] [--no-size]
 
-Needs h2load (`apt-get install -y nghttp2-client`). The harness python needs grpcio and flyteidl. flytekit 1.16.31
-with `flytekit[connector]` is installed on first use into ~/.cache/core-connectors-bench/flytekit-venv. Ours runs
-when `core_connectors` imports in the `--ours-python` interpreter (default: $CORE_CONNECTORS_PYTHON, else
-/work/venv/bin/python), else it is skipped. Servers listen on 127.0.0.1 only; with taskset the server is pinned to
-core 0 and the harness and h2load to core 1. See docs/benchmarks.md for the figures and the latest results.
-"""
+Needs h2load (`apt-get update && apt-get install -y nghttp2-client`); the harness's python needs grpcio and
+flyteidl. flytekit 1.16.31 with `flytekit[connector]` is installed on first use into
+~/.cache/core-connectors-bench/flytekit-venv. Ours is installed from ./core and ./connectors/sleep into a fresh
+venv for each run (that venv also gives the installed size), or taken from `--ours-python` /
+$CORE_CONNECTORS_PYTHON; ours is skipped with a message when `core-connectors serve` is not there.
+
+The servers run one after another for launch time and memory, then stay up and take turns under h2load, so
+background work on the machine hits them alike. Servers listen on 127.0.0.1; with taskset the servers are pinned
+to the first core and the harness and h2load to the second. docs/benchmarks.md has the figures and results."""
 
 from __future__ import annotations
 
@@ -120,7 +123,7 @@ def rss_mb(pid: int) -> float:
 
 @dataclass
 class Server:
-    """How to start one of the three servers; `start()` returns a running process."""
+    """One of the servers under test: how to start it, and its running process."""
 
     name: str
     argv: list[str]  # "{port}" is replaced
@@ -280,7 +283,8 @@ def load_all(servers: dict[str, Server], results: dict, args) -> None:
         for name, got in rates.items():
             if got and "error" not in results[name]:
                 results[name][key] = statistics.median(got)
-        print(f"{key}: " + ", ".join(f"{n} {results[n].get(key, 0):,.0f}/s" for n in servers), flush=True)
+                results[name][f"{key}_runs"] = got
+        print(f"{key}: " + ", ".join(f"{n} {[round(r) for r in rates[n]]}/s" for n in servers), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- python side
@@ -426,9 +430,11 @@ def main() -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and the load to separate cores")
     parser.add_argument("--no-size", action="store_true", help="skip the installed-size figure")
     args = parser.parse_args()
-    args.seconds, args.warmup, args.repeat = (2, 0.5, 1) if args.quick else (4, 1, 3)
+    args.seconds, args.warmup, args.repeat = (2, 0.5, 1) if args.quick else (3, 1, 5)
     args.launches, args.import_runs = (2, 3) if args.quick else (5, 7)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if not only or set(only) - {"ours", "flytekit", "ceiling"}:
+        parser.error("--only takes a comma-separated subset of ours,flytekit,ceiling")
     if not shutil.which("h2load"):
         print("h2load not found: apt-get update && apt-get install -y nghttp2-client", file=sys.stderr)
         return 2
@@ -517,13 +523,14 @@ def main() -> int:
     shutil.rmtree(tmp / "ours", ignore_errors=True)
     shutil.rmtree(tmp / "empty", ignore_errors=True)
 
+    machine["loadavg_at_end"] = round(os.getloadavg()[0], 2)
     rows = report(results)
     print()
     print_table(rows)
     if args.json:
         results["table"] = rows
         args.json.write_text(json.dumps(results, indent=2))
-    print(f"\nserver logs: {tmp}")
+    print(f"\nload average {machine['loadavg_at_start']} at start, {machine['loadavg_at_end']} at end; logs in {tmp}")
     return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
 
 
