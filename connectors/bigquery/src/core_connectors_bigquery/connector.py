@@ -18,10 +18,10 @@ from typing import Any
 
 from flyteidl.core import literals_pb2
 from flyteidl.core.execution_pb2 import TaskExecution, TaskLog
-from google.protobuf import json_format
 
 from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
 from core_connectors.literals import structured_dataset_literal
+from core_connectors.templates import custom_dict
 
 TASK_TYPE = "bigquery_query_job_task"
 RESULTS = "results"
@@ -67,7 +67,7 @@ class BigQueryConnector(AsyncConnectorBase):
     ) -> BigQueryMetadata:
         from . import _gcp
 
-        custom = normalise_numbers(json_format.MessageToDict(task_template.custom))
+        custom = custom_dict(task_template)
         project = custom.get("ProjectID")
         location = custom.get("Location") or None
         has_results = RESULTS in task_template.interface.outputs.variables
@@ -160,17 +160,6 @@ def describe(error: dict[str, Any]) -> str:
     """``reason at location: message``, the three things a user needs to find the fault."""
     where = f" at {error['location']}" if error.get("location") else ""
     return f"{error.get('reason', 'error')}{where}: {error.get('message', '')}"
-
-
-def normalise_numbers(value: Any) -> Any:
-    """A protobuf Struct holds every number as a float; BigQuery wants ints where the value is integral."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: normalise_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalise_numbers(v) for v in value]
-    return value
 
 
 def job_id_for(task_execution_metadata: Any) -> str:
