@@ -28,7 +28,7 @@ from flytekit.tools.translator import get_serializable
 from flytekitplugins.openai import BatchEndpointTask, ChatGPTTask
 
 from core_connectors_openai import BatchEndpointConnector, ChatGPTConnector
-from core_connectors_openai.testing import FakeOpenAI
+from core_connectors_openai.testing import serving_fake_openai
 
 pytestmark = pytest.mark.network
 
@@ -42,12 +42,7 @@ JSONL = (
 
 @pytest.fixture
 def fake(monkeypatch):
-    with FakeOpenAI(api_key=API_KEY) as server:
-        monkeypatch.setenv("_FSEC_FLYTE_OPENAI_API_KEY", API_KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.delenv("FLYTE_SECRETS_ENV_PREFIX", raising=False)
-        monkeypatch.delenv("OPENAI_ORG_ID", raising=False)
-        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with serving_fake_openai(monkeypatch, API_KEY) as server:
         yield server
 
 

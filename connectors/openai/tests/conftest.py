@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core_connectors_openai.testing import FakeOpenAI
+from core_connectors_openai.testing import serving_fake_openai
 
 API_KEY = "sk-proj-DISTINCTIVEsecret0123456789abcdef"
 """Distinctive enough that a test can search every message and log line for it."""
@@ -25,12 +25,7 @@ def api_key() -> str:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch):
     """The stand-in, with the secret and OPENAI_BASE_URL pointing the connectors at it."""
-    with FakeOpenAI(api_key=API_KEY) as server:
-        monkeypatch.setenv("_FSEC_FLYTE_OPENAI_API_KEY", API_KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.delenv("FLYTE_SECRETS_ENV_PREFIX", raising=False)
-        monkeypatch.delenv("OPENAI_ORG_ID", raising=False)
-        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with serving_fake_openai(monkeypatch, API_KEY) as server:
         yield server
 
 

@@ -13,12 +13,14 @@ patched. Standard library only, so it ships with the package for anyone testing 
 from __future__ import annotations
 
 import collections
+import contextlib
 import email.parser
 import email.policy
 import itertools
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -320,6 +322,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ------------------------------------------------------------------------------------------- templates
+@contextlib.contextmanager
+def serving_fake_openai(monkeypatch: Any, api_key: str) -> Iterator[FakeOpenAI]:
+    """Start a FakeOpenAI and point the connectors at it through their secret and ``OPENAI_BASE_URL``
+    (``monkeypatch`` is pytest's fixture: every variable is restored afterwards)."""
+    with FakeOpenAI(api_key=api_key) as server:
+        monkeypatch.setenv("_FSEC_FLYTE_OPENAI_API_KEY", api_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        for name in ("FLYTE_SECRETS_ENV_PREFIX", "OPENAI_ORG_ID", "OPENAI_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        yield server
+
+
 def chatgpt_template(config: dict[str, Any], organization: str | None = None) -> Any:
     """A TaskTemplate shaped as flytekitplugins-openai's ``ChatGPTTask`` writes it (no flytekit needed)."""
     from flyteidl.core import tasks_pb2
