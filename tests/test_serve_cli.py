@@ -305,8 +305,11 @@ def test_two_workers_answer_on_one_port_and_metrics_report_their_totals(serve):
     assert len(pids) == 2, served.log
     assert served.proc.pid not in pids  # the supervisor serves metrics, the workers serve gRPC
 
-    samples = scrape(metrics_port)
-    assert samples[("flyte_connector_requests_success_total", (("operation", "get"), ("task_type", "slow")))] == calls
+    key = ("flyte_connector_requests_success_total", (("operation", "get"), ("task_type", "slow")))
+    deadline = time.monotonic() + 10  # workers write their totals every second
+    while scrape(metrics_port).get(key) != calls and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert scrape(metrics_port)[key] == calls
 
     served.signal(signal.SIGTERM)
     assert served.wait() == 0

@@ -59,9 +59,16 @@ class JobMeta(ResourceMeta):
 
 
 class TestResourceMeta:
-    def test_encode_is_flytekit_bytes(self):
-        meta = JobMeta(job_id="j", attempts=2, inner=Inner(1, "x"), inners=[Inner(2)])
-        assert meta.encode() == json.dumps(asdict(meta)).encode("utf-8")
+    @pytest.mark.parametrize(
+        "meta",
+        [
+            JobMeta(job_id="j", attempts=2, inner=Inner(1, "x"), inners=[Inner(2)]),  # nested
+            JobMeta(job_id='j\u00e9"', attempts=2),  # flat but for the default list and dict
+            Inner(a=1, b=None),  # flat: the fast path
+        ],
+    )
+    def test_encode_is_flytekit_bytes(self, meta):
+        assert ResourceMeta.encode(meta) == json.dumps(asdict(meta)).encode("utf-8")
 
     def test_round_trip_rebuilds_nested_dataclasses_in_optional_and_list(self):
         meta = JobMeta(job_id="j", attempts=2, inner=Inner(1, "x"), inners=[Inner(2), Inner(3, "y")], tags={"k": "v"})

@@ -98,6 +98,10 @@ class ResourceMeta:
     """
 
     def encode(self) -> bytes:
+        # The same bytes as json.dumps(asdict(self)); a flat dataclass skips asdict's deep copy (CreateTask).
+        flat = {name: getattr(self, name) for name in _field_names(type(self))}
+        if _PLAIN_JSON_TYPES.issuperset(map(type, flat.values())):
+            return json.dumps(flat).encode("utf-8")
         return json.dumps(dataclasses.asdict(self)).encode("utf-8")
 
     @classmethod
@@ -108,7 +112,7 @@ class ResourceMeta:
                 "wrote it); it is never unpickled here, so the task must be started again"
             )
         try:
-            raw = json.loads(data.decode("utf-8"))
+            raw = json.loads(data)  # bytes: UTF-8 (or -16/-32, which json detects)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ResourceMetaDecodeError(f"cannot decode {cls.__name__}: the metadata is not JSON ({e})") from None
         return typing.cast(_M, _dataclass_from_json(cls, raw, cls.__name__))
@@ -129,6 +133,11 @@ def _dataclass_from_json(cls: Any, raw: Any, where: str) -> Any:
 
 
 @functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
 def _decode_plan(cls: type) -> tuple[tuple[str, Any, bool, frozenset[type]], ...]:
     """(name, type, required, JSON types taken as they are) of each init field, worked out once per class:
     GetTask decodes on every poll."""
@@ -142,7 +151,7 @@ def _decode_plan(cls: type) -> tuple[tuple[str, Any, bool, frozenset[type]], ...
     return tuple(plan)
 
 
-_PLAIN_JSON_TYPES = (str, int, float, bool, type(None))
+_PLAIN_JSON_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _json_types_as_is(tp: Any) -> frozenset[type]:

@@ -23,7 +23,7 @@ from flyteidl.service import agent_pb2_grpc
 
 from ..base_connector import SyncConnectorBase
 from ..registry import ConnectorRegistry, Registry
-from .metrics import Metrics
+from .metrics import METRICS_DIR_ENV, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
 from .watchdog import LoopWatchdog
 
@@ -94,6 +94,7 @@ class ConnectorServer:
         self.dispatcher: Dispatcher | None = None
         self._watchdog: LoopWatchdog | None = None
         self._http: Any = None
+        self._totals_writer: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -105,6 +106,9 @@ class ConnectorServer:
         metrics = Metrics.for_registry(self.metrics_registry)
         if self.prometheus_port is not None:
             self._http = _start_metrics_server(self.prometheus_port, metrics.registry)
+        totals_dir = os.environ.get(METRICS_DIR_ENV)
+        if totals_dir:  # a worker of --workers: the supervisor serves the sum of every worker's totals
+            self._totals_writer = asyncio.create_task(metrics.write_totals_every(totals_dir))
         try:
             return await self._start_grpc(metrics, watch_loop)
         except BaseException:
@@ -175,6 +179,11 @@ class ConnectorServer:
         if self._watchdog is not None:
             self._watchdog.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._totals_writer is not None:
+            self._totals_writer.cancel()
+            self._totals_writer = None
+            if self.dispatcher is not None:
+                self.dispatcher.metrics.write_totals(os.environ[METRICS_DIR_ENV])
         if self._http is not None:
             self._http[0].shutdown()
             self._http = None

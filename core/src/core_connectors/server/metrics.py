@@ -1,55 +1,116 @@
 """Prometheus metrics with flytekit's names and labels, so existing dashboards keep working.
 
 ``flyte_connector_request_latency_seconds`` is a histogram (flytekit's summary had only ``_count`` and
-``_sum``, which a histogram also has). Label children are bound once per (task type, operation) and reused,
-so recording a request costs two lock-protected additions. With several worker processes,
-``PROMETHEUS_MULTIPROC_DIR`` is set before prometheus_client is imported and the parent serves the totals.
+``_sum``, which a histogram also has). Every request is recorded, and recording sits on the hot path of
+every GetTask, so it is plain arithmetic on dicts owned by the event-loop thread (no locks, no
+prometheus_client objects per request); a collector turns the totals into metric families when Prometheus
+scrapes, and prometheus-client serves them. With ``--workers``, each worker writes its totals to a file in a
+directory the supervisor names, every second and when it stops; the supervisor's collector sums the files.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import json
+import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, Summary
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric, SummaryMetricFamily
 
-__all__ = ["Metrics"]
+__all__ = ["METRICS_DIR_ENV", "Metrics", "WorkerTotalsCollector"]
 
 PREFIX = "flyte_connector_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+METRICS_DIR_ENV = "CORE_CONNECTORS_METRICS_DIR"
+"""Set by the ``--workers`` supervisor: where each worker writes its totals."""
 
 _by_registry: dict[int, Metrics] = {}
 
 
+class Totals:
+    """The counts behind the four metric families, as plain dicts keyed by label values.
+
+    ``latency`` rows hold one count per bucket (the last one +Inf) followed by the sum of seconds;
+    ``input_bytes`` rows hold the count and the sum.
+    """
+
+    def __init__(self) -> None:
+        self.success: dict[tuple[str, str], int] = {}
+        self.failure: dict[tuple[str, str, str], int] = {}
+        self.latency: dict[tuple[str, str], list[float]] = {}
+        self.input_bytes: dict[str, list[float]] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "success": [[*k, v] for k, v in list(self.success.items())],
+            "failure": [[*k, v] for k, v in list(self.failure.items())],
+            "latency": [[*k, list(v)] for k, v in list(self.latency.items())],
+            "input_bytes": [[k, list(v)] for k, v in list(self.input_bytes.items())],
+        }
+
+    def add_json(self, data: dict[str, Any]) -> None:
+        for task_type, operation, n in data.get("success", []):
+            key = (task_type, operation)
+            self.success[key] = self.success.get(key, 0) + n
+        for task_type, operation, code, n in data.get("failure", []):
+            fkey = (task_type, operation, code)
+            self.failure[fkey] = self.failure.get(fkey, 0) + n
+        for task_type, operation, row in data.get("latency", []):
+            into = self.latency.setdefault((task_type, operation), [0.0] * (len(LATENCY_BUCKETS) + 2))
+            for i, value in enumerate(row):
+                into[i] += value
+        for task_type, row in data.get("input_bytes", []):
+            into = self.input_bytes.setdefault(task_type, [0.0, 0.0])
+            into[0] += row[0]
+            into[1] += row[1]
+
+    def families(self) -> Iterator[Metric]:
+        success = CounterMetricFamily(
+            f"{PREFIX}requests_success", "Total number of successful requests", labels=["task_type", "operation"]
+        )
+        for (task_type, operation), n in list(self.success.items()):
+            success.add_metric([task_type, operation], n)
+        failure = CounterMetricFamily(
+            f"{PREFIX}requests_failure",
+            "Total number of failed requests",
+            labels=["task_type", "operation", "error_code"],
+        )
+        for labels, n in list(self.failure.items()):
+            failure.add_metric(list(labels), n)
+        latency = HistogramMetricFamily(
+            f"{PREFIX}request_latency_seconds",
+            "Time spent processing connector request",
+            labels=["task_type", "operation"],
+        )
+        for (task_type, operation), row in list(self.latency.items()):
+            row = list(row)  # one snapshot: the +Inf bucket and the count agree
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), row[:-1], strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([task_type, operation], buckets, sum_value=row[-1])
+        input_bytes = SummaryMetricFamily(f"{PREFIX}input_literal_bytes", "Size of input literal", labels=["task_type"])
+        for task_type, (count, total) in list(self.input_bytes.items()):
+            input_bytes.add_metric([task_type], count_value=int(count), sum_value=total)
+        yield from (success, failure, latency, input_bytes)
+
+
 class Metrics:
-    """The service's four metric families in one registry (one instance per registry: names are unique)."""
+    """Records each request into ``Totals``; registered in a prometheus-client registry as its collector.
+
+    Record only from the event-loop thread (the service does): that is what makes the dicts safe without
+    locks. A scrape reads copies of them from the metrics server's thread.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.success = Counter(
-            f"{PREFIX}requests_success_total",
-            "Total number of successful requests",
-            ["task_type", "operation"],
-            registry=registry,
-        )
-        self.failure = Counter(
-            f"{PREFIX}requests_failure_total",
-            "Total number of failed requests",
-            ["task_type", "operation", "error_code"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            f"{PREFIX}request_latency_seconds",
-            "Time spent processing connector request",
-            ["task_type", "operation"],
-            registry=registry,
-            buckets=LATENCY_BUCKETS,
-        )
-        self.input_bytes = Summary(
-            f"{PREFIX}input_literal_bytes", "Size of input literal", ["task_type"], registry=registry
-        )
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._input_children: dict[str, Any] = {}
+        self.totals = Totals()
+        registry.register(self)
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -60,27 +121,60 @@ class Metrics:
             metrics = _by_registry[id(registry)] = cls(registry)
         return metrics
 
+    def collect(self) -> Iterator[Metric]:
+        return self.totals.families()
+
     def succeeded(self, task_type: str, operation: str, started: float) -> None:
-        children = self._children.get((task_type, operation))
-        if children is None:
-            children = self._bind(task_type, operation)
-        children[0].inc()
-        children[1].observe(time.perf_counter() - started)
+        key = (task_type, operation)
+        success = self.totals.success
+        success[key] = success.get(key, 0) + 1
+        self._observe(key, time.perf_counter() - started)
 
     def failed(self, task_type: str, operation: str, error_code: str, started: float) -> None:
-        self.latency.labels(task_type=task_type, operation=operation).observe(time.perf_counter() - started)
-        self.failure.labels(task_type=task_type, operation=operation, error_code=error_code).inc()
+        key = (task_type, operation, error_code)
+        self.totals.failure[key] = self.totals.failure.get(key, 0) + 1
+        self._observe((task_type, operation), time.perf_counter() - started)
 
     def input_size(self, task_type: str, size: int) -> None:
-        child = self._input_children.get(task_type)
-        if child is None:
-            child = self._input_children[task_type] = self.input_bytes.labels(task_type=task_type)
-        child.observe(size)
+        row = self.totals.input_bytes.get(task_type)
+        if row is None:
+            row = self.totals.input_bytes[task_type] = [0.0, 0.0]
+        row[0] += 1
+        row[1] += size
 
-    def _bind(self, task_type: str, operation: str) -> tuple[Any, Any]:
-        children = (
-            self.success.labels(task_type=task_type, operation=operation),
-            self.latency.labels(task_type=task_type, operation=operation),
-        )
-        self._children[(task_type, operation)] = children
-        return children
+    def _observe(self, key: tuple[str, str], seconds: float) -> None:
+        row = self.totals.latency.get(key)
+        if row is None:
+            row = self.totals.latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        row[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: a value on a bound counts in its bucket
+        row[-1] += seconds
+
+    def write_totals(self, directory: str) -> None:
+        """Write this process's totals for the supervisor (atomically: it may read at any moment)."""
+        path = Path(directory) / f"worker-{os.getpid()}.json"
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(self.totals.to_json()))
+        os.replace(partial, path)
+
+    async def write_totals_every(self, directory: str, seconds: float = 1.0) -> None:
+        """Run on the event loop in a worker until cancelled; the caller writes once more at the end."""
+        while True:
+            await asyncio.sleep(seconds)
+            self.write_totals(directory)
+
+
+class WorkerTotalsCollector:
+    """The supervisor's view: the sum of every worker's totals file (a restarted worker's old file counts
+    too, so counters never go backwards)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def collect(self) -> Iterator[Metric]:
+        totals = Totals()
+        for path in sorted(self.directory.glob("worker-*.json")):
+            try:
+                totals.add_json(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # a file being replaced right now: the next scrape reads it
+        return totals.families()

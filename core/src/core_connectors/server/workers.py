@@ -1,7 +1,7 @@
 """``--workers N``: N processes serve one port (SO_REUSEPORT) under a small supervisor.
 
 The supervisor starts each worker as ``python -m core_connectors.server`` with its options in the
-environment, serves the Prometheus port itself from the workers' multiprocess files (so scrapes see totals),
+environment, serves the Prometheus port itself from the totals each worker writes (so scrapes see the sum),
 forwards SIGTERM/SIGINT to the workers (a second signal kills them), and restarts a worker that dies after
 it has served a while. Workers run in their own sessions, so a terminal's Ctrl-C reaches only the
 supervisor; a pipe tells them when the supervisor itself is gone.
@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from .app import ServeOptions, _start_metrics_server
+from .metrics import METRICS_DIR_ENV
 
 __all__ = ["OPTIONS_ENV", "supervise"]
 
@@ -34,7 +35,7 @@ _QUICK_DEATH = 3.0  # a worker that dies sooner than this after its start will n
 
 def supervise(options: ServeOptions) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="core-connectors-metrics-")
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    env = {**os.environ, METRICS_DIR_ENV: metrics_dir}
     read_fd, write_fd = os.pipe()  # write_fd stays open here only; workers see EOF when we are gone
     http = None
     procs: list[tuple[subprocess.Popen[bytes], float]] = []
@@ -65,10 +66,11 @@ def supervise(options: ServeOptions) -> int:
     try:
         if options.prometheus_port:
             from prometheus_client import CollectorRegistry
-            from prometheus_client.multiprocess import MultiProcessCollector
+
+            from .metrics import WorkerTotalsCollector
 
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+            registry.register(WorkerTotalsCollector(metrics_dir))
             http = _start_metrics_server(options.prometheus_port, registry)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
