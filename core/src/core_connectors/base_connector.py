@@ -133,7 +133,7 @@ def _dataclass_from_json(cls: Any, raw: Any, where: str) -> Any:
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
+def _field_names(cls: Any) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
