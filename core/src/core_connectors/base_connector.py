@@ -99,7 +99,7 @@ class ResourceMeta:
 
     def encode(self) -> bytes:
         # The same bytes as json.dumps(asdict(self)); a flat dataclass skips asdict's deep copy (CreateTask).
-        flat = {name: getattr(self, name) for name in _field_names(type(self))}
+        flat = {name: getattr(self, name) for name in _field_names(typing.cast(Any, type(self)))}
         if _PLAIN_JSON_TYPES.issuperset(map(type, flat.values())):
             return json.dumps(flat).encode("utf-8")
         return json.dumps(dataclasses.asdict(self)).encode("utf-8")
