@@ -51,4 +51,10 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000)
-    asyncio.run(main(parser.parse_args().port))
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, the event loop ours uses")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(main(args.port))

@@ -317,3 +317,15 @@ def test_two_workers_answer_on_one_port_and_metrics_report_their_totals(serve):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert served.log.count("Connectors served") == 1  # one table, from the first worker
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_the_event_loop_can_be_chosen_and_is_logged(serve, loop):
+    served = serve("--loop", loop, "--prometheus-port", "0")
+    served.wait_ready()
+    with served.channel() as channel:
+        agents = agent_pb2_grpc.AgentMetadataServiceStub(channel).ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)
+    assert "Sleep Connector" in [a.name for a in agents.agents]
+    assert f"{loop} loop" in served.log
+    served.signal(signal.SIGTERM)
+    assert served.wait() == 0

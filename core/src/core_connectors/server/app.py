@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +236,7 @@ class ServeOptions:
     timeout: float | None = None
     log_format: str = "text"
     log_level: str = "INFO"
+    loop: str = "auto"
     worker_index: int | None = None  # set by the supervisor of --workers for each worker
     parent_fd: int | None = None  # a pipe whose end-of-file tells a worker that its supervisor died
 
@@ -257,7 +259,7 @@ def serve(options: ServeOptions) -> int:
 
             return supervise(options)
         import_modules(options.modules)
-        code = asyncio.run(_serve(options))
+        code = run_on_event_loop(_serve(options), options.loop)
     except ServeError as e:
         logger.error("%s", e)
         return 1
@@ -306,7 +308,7 @@ async def _serve(options: ServeOptions) -> int:
     metrics = f"metrics on :{options.prometheus_port}" if options.prometheus_port else "metrics off"
     count = len(server.registry.list_connectors())
     logger.info(
-        "serving %d connector%s on %s%s (%s%s, %d threads, pid %d)",
+        "serving %d connector%s on %s%s (%s%s, %d threads, %s loop, pid %d)",
         count,
         "" if count == 1 else "s",
         server.address,
@@ -314,12 +316,35 @@ async def _serve(options: ServeOptions) -> int:
         where,
         metrics,
         options.threads,
+        "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio",
         os.getpid(),
     )
     await stop.wait()
     await server.stop(options.grace)
     logger.info("stopped")
     return 0
+
+
+def run_on_event_loop(main: Coroutine[Any, Any, int], loop: str = "auto") -> int:
+    """Run ``main`` on uvloop where it is installed ("auto") or asked for, else on asyncio's own loop.
+
+    uvloop is what lets the service come within a few percent of an empty servicer: grpc.aio's per-call
+    bookkeeping runs on the event loop, and uvloop's is several times cheaper.
+    """
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise ServeError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        else:
+            policy = asyncio.get_event_loop_policy()
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            try:
+                return asyncio.run(main)
+            finally:
+                asyncio.set_event_loop_policy(policy)
+    return asyncio.run(main)
 
 
 def _timed_out(stop: asyncio.Event, timeout: float) -> None:

@@ -52,6 +52,14 @@ def _env(name: str) -> str:
     help="Seconds that calls in flight get to finish after SIGTERM/SIGINT.",
 )
 @click.option(
+    "--loop",
+    type=click.Choice(["auto", "uvloop", "asyncio"]),
+    default="auto",
+    envvar=_env("LOOP"),
+    show_envvar=True,
+    help="Event loop: uvloop (faster; `auto` takes it when installed) or asyncio's own.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
