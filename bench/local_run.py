@@ -20,7 +20,7 @@ from datetime import timedelta
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--json", action="store_true", help="print one JSON object for the bench harness")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (bench/run.py reads it)")
     args = parser.parse_args()
 
     started = time.perf_counter()

@@ -354,6 +354,7 @@ FIGURES = [
     ("import_wall_s", "import base classes (wall)", "s", "", None),
     ("import_rss_mb", "RSS after that import", "MB", "", None),
     ("size_mb", "installed size (minus empty venv)", "MB", "< 1/3 of flytekit's", lambda o, c, f: o < f / 3),
+    ("local_run_ms", "local run, zero-length sleep task (median)", "ms", "< 50 ms", lambda o, c, f: o < 50),
     ("packages", "installed packages (minus empty venv)", "", "", None),
 ]
 
@@ -367,6 +368,8 @@ def fmt(v, unit: str) -> str:
         return f"{v:,.0f}/s"
     if unit == "MB":
         return f"{v:.1f} MB"
+    if unit == "ms":
+        return f"{v:.2f} ms"
     return f"{v:g}"
 
 
@@ -538,6 +541,15 @@ def main() -> int:
     for name, (python, module) in imports.items():
         results[name].update(import_cost(python, module, args.import_runs))
         print(f"{name}: import {module} {results[name]['import_wall_s']:.3f} s wall", flush=True)
+    local_runs = {"flytekit": "flytekit_local_run.py", "ours": "local_run.py"}
+    for name, (python, _) in imports.items():  # a task run in-process through its connector, no service
+        runs = ["--runs", "3"] if name == "flytekit" or args.quick else ["--runs", "100", "--json"]
+        runs += ["--json"] if name == "ours" and "--json" not in runs else []
+        out = run_ok(
+            [python, str(BENCH / local_runs[name]), *runs], cwd=BENCH, env={**os.environ, "PYTHONPATH": str(BENCH)}
+        )
+        results[name]["local_run_ms"] = json.loads(out.strip().splitlines()[-1])["local_run_median_ms"]
+        print(f"{name}: local run of a zero-length sleep task {results[name]['local_run_ms']:.2f} ms", flush=True)
     shutil.rmtree(tmp / "ours", ignore_errors=True)
     shutil.rmtree(tmp / "empty", ignore_errors=True)
 
