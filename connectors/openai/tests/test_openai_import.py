@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from core_connectors.testing import modules_after_discovery
+
 
 def test_the_entry_point_module_does_not_import_openai():
     code = (
@@ -16,6 +18,12 @@ def test_the_entry_point_module_does_not_import_openai():
         "assert 'httpx' not in sys.modules and 'httpx2' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_discovering_the_plugin_does_not_import_openai():
+    loaded = modules_after_discovery()
+    assert "core_connectors_openai" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("openai", "httpx")}
 
 
 def test_discovery_finds_both_connectors_by_entry_point():
