@@ -20,6 +20,7 @@ from flyteidl.core import execution_pb2, interface_pb2, literals_pb2, metrics_pb
 
 from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, SyncConnectorBase, get_connector_secret
 from core_connectors.literals import literal_map_to_python, python_to_literal_map
+from core_connectors.registry import Registry
 
 Phase = execution_pb2.TaskExecution
 ERROR_ID = r"\(error id [0-9a-f]{8}\)"
@@ -645,3 +646,22 @@ def test_get_agent(service):
     error = rpc_error(service.metadata_stub.GetAgent, agent_pb2.GetAgentRequest(name="Nobody"))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert error.details() == "Cannot find connector for name: Nobody."
+
+
+# ------------------------------------------------------------------------------------------- registry changes
+class Replacement(AsyncDefConnector):
+    name = "Replacement Connector"
+
+    async def get(self, resource_meta: JobMeta, **kwargs):
+        return Resource(phase=Phase.SUCCEEDED, message="from the replacement")
+
+
+def test_a_connector_replaced_after_the_start_is_served(connector_service):
+    registry = Registry(discover=False)
+    service = connector_service(AsyncDefConnector(), registry=registry)
+    request = agent_pb2.GetTaskRequest(task_category=category("async-def"), resource_meta=meta("j1"))
+    assert service.async_stub.GetTask(request, timeout=TIMEOUT).resource.message != "from the replacement"
+    registry.register(Replacement(), override=True)
+    assert service.async_stub.GetTask(request, timeout=TIMEOUT).resource.message == "from the replacement"
+    agents = service.metadata_stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=TIMEOUT).agents
+    assert [a.name for a in agents] == ["Replacement Connector"]

@@ -69,6 +69,8 @@ class Registry:
         self.disabled: list[str] = []
         self._discovered = not discover
         self._lock = threading.RLock()
+        self.generation = 0
+        """Counts registrations, so that a caller caching lookups (the service) knows when to look again."""
 
     # -------------------------------------------------------------------------------------- registration
     def register(self, connector: ConnectorBase, override: bool = False, source: PluginSource | None = None) -> None:
@@ -84,6 +86,7 @@ class Registry:
             self._connectors[category] = connector
             self._sources[category] = source or PluginSource()
             self._add_category(connector, category)
+            self.generation += 1
 
     def _add_category(self, connector: ConnectorBase, category: TaskCategory) -> None:
         agent = self._agents.get(connector.name)

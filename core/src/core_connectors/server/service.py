@@ -37,8 +37,8 @@ _ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
 class Dispatcher:
     """Finds connectors, calls their methods the right way, and keeps the books (metrics, errors).
 
-    Routes and method kinds are cached on first use: a connector registered after the start is found, one
-    that replaces (``override=True``) an already routed category is not.
+    Routes and the ListAgents reply are cached until the registry changes (a connector registered or
+    replaced after the start is found); method kinds are cached per connector.
     """
 
     def __init__(self, registry: Registry, executor: Executor, metrics: Metrics) -> None:
@@ -48,11 +48,14 @@ class Dispatcher:
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self._kinds: dict[tuple[int, str], tuple[Callable[..., Any], int]] = {}
         self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
-        self._agents: tuple[int, agent_pb2.ListAgentsResponse] | None = None
+        self._agents: agent_pb2.ListAgentsResponse | None = None
+        self._generation = -1  # the registry's generation the caches were filled at
 
     # ---------------------------------------------------------------------------------------- lookups
     def connector(self, name: str, version: int = 0) -> ConnectorBase:
         """The connector for a task category; NOT_FOUND in flytekit's words when there is none."""
+        if self._generation != self.registry.generation:
+            self._forget()
         connector = self._routes.get((name, version))
         if connector is None:
             if not name:
@@ -66,12 +69,18 @@ class Dispatcher:
         return connector
 
     def list_agents(self) -> agent_pb2.ListAgentsResponse:
-        """Built once and reused (propeller asks every 10 s); rebuilt when connectors were added since."""
-        agents = self.registry.list_connectors()
-        cached = self._agents
-        if cached is None or cached[0] != len(agents):
-            cached = self._agents = (len(agents), agent_pb2.ListAgentsResponse(agents=agents))
-        return cached[1]
+        """Built once and reused (propeller asks every 10 s); rebuilt when the registry has changed."""
+        agents = self.registry.list_connectors()  # discovers on first use, which changes the generation
+        if self._generation != self.registry.generation:
+            self._forget()
+        if self._agents is None:
+            self._agents = agent_pb2.ListAgentsResponse(agents=agents)
+        return self._agents
+
+    def _forget(self) -> None:
+        self._routes.clear()
+        self._agents = None
+        self._generation = self.registry.generation
 
     # ---------------------------------------------------------------------------------------- calling
     async def call(self, connector: ConnectorBase, method: str, **kwargs: Any) -> Any:
