@@ -18,9 +18,10 @@ from flyteidl.core.execution_pb2 import TaskExecution, TaskLog
 from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
 from core_connectors.errors import ResourceMetaDecodeError
 from core_connectors.literals import literal_type_for, python_to_literal
+from core_connectors.templates import custom_dict
 
 from . import _client
-from ._util import custom_of, input_value
+from ._util import input_value
 
 TASK_TYPE = "openai-batch"
 LOG_LINK = "https://platform.openai.com/batches/{batch_id}"
@@ -107,7 +108,7 @@ class BatchEndpointConnector(AsyncConnectorBase):
         task_execution_metadata: Any = None,
         **kwargs: Any,
     ) -> BatchEndpointMetadata:
-        custom = custom_of(task_template)
+        custom = custom_dict(task_template)
         org = custom.get("openai_organization")
         config = dict(custom.get("config") or {})
         config.setdefault("completion_window", "24h")

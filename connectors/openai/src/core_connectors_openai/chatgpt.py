@@ -14,9 +14,10 @@ from typing import Any
 from flyteidl.core.execution_pb2 import TaskExecution
 
 from core_connectors import Resource, SyncConnectorBase
+from core_connectors.templates import custom_dict
 
 from . import _client
-from ._util import custom_of, input_value
+from ._util import input_value
 
 TASK_TYPE = "chatgpt"
 
@@ -44,7 +45,7 @@ class ChatGPTConnector(SyncConnectorBase):
         self.max_retries = max_retries
 
     async def do(self, task_template: Any, output_prefix: str = "", inputs: Any = None, **kwargs: Any) -> Resource:
-        custom = custom_of(task_template)
+        custom = custom_dict(task_template)
         try:
             request = _request(custom.get("chatgpt_config"), input_value(inputs, "message"))
         except ValueError as e:

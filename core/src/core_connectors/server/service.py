@@ -70,11 +70,11 @@ class Dispatcher:
 
     def list_agents(self) -> agent_pb2.ListAgentsResponse:
         """Built once and reused (propeller asks every 10 s); rebuilt when the registry has changed."""
-        agents = self.registry.list_connectors()  # discovers on first use, which changes the generation
+        self.registry.ensure_discovered()  # discovery on first use changes the generation
         if self._generation != self.registry.generation:
             self._forget()
         if self._agents is None:
-            self._agents = agent_pb2.ListAgentsResponse(agents=agents)
+            self._agents = agent_pb2.ListAgentsResponse(agents=self.registry.list_connectors())
         return self._agents
 
     def _forget(self) -> None:
