@@ -11,6 +11,8 @@ from .connector import SleepConnector, SleepMetadata
 if TYPE_CHECKING:
     from .task import SleepTask
 
+__version__ = "0.1.0"
+
 __all__ = ["SleepConnector", "SleepMetadata", "SleepTask", "provide_connectors"]
 
 
