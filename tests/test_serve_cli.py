@@ -191,7 +191,15 @@ def test_serves_discovered_connectors_configured_from_the_environment(serve):
         )
         assert stub.GetTask(request, timeout=5).resource.phase == 3  # SUCCEEDED
     samples = scrape(metrics_port)
-    assert samples[("flyte_connector_requests_success_total", (("operation", "get"), ("task_type", "sleep")))] == 1
+    assert (
+        samples[
+            (
+                "flyte_connector_requests_success_total",
+                (("operation", "get"), ("protocol", "v1"), ("task_type", "sleep")),
+            )
+        ]
+        == 1
+    )
 
     served.signal(signal.SIGTERM)
     assert served.wait() == 0
@@ -305,7 +313,7 @@ def test_two_workers_answer_on_one_port_and_metrics_report_their_totals(serve):
     assert len(pids) == 2, served.log
     assert served.proc.pid not in pids  # the supervisor serves metrics, the workers serve gRPC
 
-    key = ("flyte_connector_requests_success_total", (("operation", "get"), ("task_type", "slow")))
+    key = ("flyte_connector_requests_success_total", (("operation", "get"), ("protocol", "v1"), ("task_type", "slow")))
     deadline = time.monotonic() + 10  # workers write their totals every second
     while scrape(metrics_port).get(key) != calls and time.monotonic() < deadline:
         time.sleep(0.2)

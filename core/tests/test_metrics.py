@@ -31,7 +31,7 @@ def test_counts_and_histogram_buckets():
     metrics.failed("sleep", "get", "500", time.perf_counter())
     metrics.input_size("sleep", 120)
     s = samples(metrics.registry)
-    labels = (("operation", "get"), ("task_type", "sleep"))
+    labels = (("operation", "get"), ("protocol", "v1"), ("task_type", "sleep"))
     assert s[("flyte_connector_requests_success_total", labels)] == 3
     assert s[("flyte_connector_requests_failure_total", (("error_code", "500"), *labels))] == 1
     bucket = "flyte_connector_request_latency_seconds_bucket"
@@ -40,7 +40,18 @@ def test_counts_and_histogram_buckets():
     assert s[(bucket, (("le", "30.0"), *labels))] == 3
     assert s[(bucket, (("le", "+Inf"), *labels))] == 4 == s[("flyte_connector_request_latency_seconds_count", labels)]
     assert 60 < s[("flyte_connector_request_latency_seconds_sum", labels)] < 61
-    assert s[("flyte_connector_input_literal_bytes_sum", (("task_type", "sleep"),))] == 120
+    assert (
+        s[
+            (
+                "flyte_connector_input_literal_bytes_sum",
+                (
+                    ("protocol", "v1"),
+                    ("task_type", "sleep"),
+                ),
+            )
+        ]
+        == 120
+    )
 
 
 def test_supervisor_sums_the_totals_every_worker_wrote(tmp_path):
@@ -55,6 +66,30 @@ def test_supervisor_sums_the_totals_every_worker_wrote(tmp_path):
     registry = CollectorRegistry()
     registry.register(WorkerTotalsCollector(str(tmp_path)))
     s = samples(registry)
-    assert s[("flyte_connector_requests_success_total", (("operation", "get"), ("task_type", "sleep")))] == 2
-    failed = (("error_code", "404"), ("operation", "create"), ("task_type", "sleep"))
+    assert (
+        s[
+            (
+                "flyte_connector_requests_success_total",
+                (("operation", "get"), ("protocol", "v1"), ("task_type", "sleep")),
+            )
+        ]
+        == 2
+    )
+    failed = (("error_code", "404"), ("operation", "create"), ("protocol", "v1"), ("task_type", "sleep"))
     assert s[("flyte_connector_requests_failure_total", failed)] == 2
+
+
+def test_flyte2_calls_are_counted_apart_under_the_same_names(tmp_path):
+    worker = Metrics(CollectorRegistry())
+    record(worker, 0.002)
+    worker.succeeded("sleep", "get", time.perf_counter(), "v2")
+    worker.failed("sleep", "get", "404", time.perf_counter(), "v2")
+    worker.write_totals(str(tmp_path))
+    registry = CollectorRegistry()
+    registry.register(WorkerTotalsCollector(str(tmp_path)))
+    s = samples(registry)
+    ok = "flyte_connector_requests_success_total"
+    assert s[(ok, (("operation", "get"), ("protocol", "v1"), ("task_type", "sleep")))] == 1
+    assert s[(ok, (("operation", "get"), ("protocol", "v2"), ("task_type", "sleep")))] == 1
+    failed = (("error_code", "404"), ("operation", "get"), ("protocol", "v2"), ("task_type", "sleep"))
+    assert s[("flyte_connector_requests_failure_total", failed)] == 1

@@ -165,18 +165,56 @@ def test_metrics_are_scraped_over_http_with_flytekits_names(connector_service):
 
     samples = scrape(port)
     ok = "flyte_connector_requests_success_total"
-    assert samples[(ok, (("operation", "create"), ("task_type", "slow")))] == 1
-    assert samples[(ok, (("operation", "get"), ("task_type", "slow")))] == 3
-    assert samples[(ok, (("operation", "list_agents"), ("task_type", "")))] == 1
+    assert samples[(ok, (("operation", "create"), ("protocol", "v1"), ("task_type", "slow")))] == 1
+    assert samples[(ok, (("operation", "get"), ("protocol", "v1"), ("task_type", "slow")))] == 3
+    assert samples[(ok, (("operation", "list_agents"), ("protocol", "v1"), ("task_type", "")))] == 1
     failed = "flyte_connector_requests_failure_total"
-    assert samples[(failed, (("error_code", "404"), ("operation", "get"), ("task_type", "nope")))] == 1
-    assert samples[(failed, (("error_code", "400"), ("operation", "get"), ("task_type", "slow")))] == 1
-    assert samples[(failed, (("error_code", "501"), ("operation", "get_metrics"), ("task_type", "slow")))] == 1
+    assert (
+        samples[(failed, (("error_code", "404"), ("operation", "get"), ("protocol", "v1"), ("task_type", "nope")))] == 1
+    )
+    assert (
+        samples[(failed, (("error_code", "400"), ("operation", "get"), ("protocol", "v1"), ("task_type", "slow")))] == 1
+    )
+    assert (
+        samples[
+            (failed, (("error_code", "501"), ("operation", "get_metrics"), ("protocol", "v1"), ("task_type", "slow")))
+        ]
+        == 1
+    )
     latency = "flyte_connector_request_latency_seconds"
-    assert samples[(f"{latency}_count", (("operation", "get"), ("task_type", "slow")))] == 4  # failures are timed too
-    assert samples[(f"{latency}_bucket", (("le", "+Inf"), ("operation", "get"), ("task_type", "slow")))] == 4
-    assert samples[("flyte_connector_input_literal_bytes_count", (("task_type", "slow"),))] == 1
-    assert samples[("flyte_connector_input_literal_bytes_sum", (("task_type", "slow"),))] > 0
+    assert (
+        samples[(f"{latency}_count", (("operation", "get"), ("protocol", "v1"), ("task_type", "slow")))] == 4
+    )  # failures are timed too
+    assert (
+        samples[
+            (f"{latency}_bucket", (("le", "+Inf"), ("operation", "get"), ("protocol", "v1"), ("task_type", "slow")))
+        ]
+        == 4
+    )
+    assert (
+        samples[
+            (
+                "flyte_connector_input_literal_bytes_count",
+                (
+                    ("protocol", "v1"),
+                    ("task_type", "slow"),
+                ),
+            )
+        ]
+        == 1
+    )
+    assert (
+        samples[
+            (
+                "flyte_connector_input_literal_bytes_sum",
+                (
+                    ("protocol", "v1"),
+                    ("task_type", "slow"),
+                ),
+            )
+        ]
+        > 0
+    )
 
 
 def test_a_metrics_port_in_use_is_a_clear_error():

@@ -1,20 +1,48 @@
 """Connector secrets, resolved the way flytekit's connector service resolves them.
 
-A deployment that mounts secrets for ``pyflyte serve connector`` works unchanged: first the environment
-variable ``<FLYTE_SECRETS_ENV_PREFIX or _FSEC_><KEY>``, then the file
+A deployment that mounts secrets for ``pyflyte serve connector`` works unchanged: first the secrets of the
+Flyte 2 ``connection`` the current request carries (only during that call), then the environment variable
+``<FLYTE_SECRETS_ENV_PREFIX or _FSEC_><KEY>``, then the file
 ``<FLYTE_SECRETS_DEFAULT_DIR or /etc/secrets>/<FLYTE_SECRETS_FILE_PREFIX><key>`` (key lower-cased).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import SecretNotFound
 
-__all__ = ["get_agent_secret", "get_connector_secret", "secret_values_handed_out"]
+__all__ = [
+    "connection_secret_values",
+    "connection_secrets",
+    "get_agent_secret",
+    "get_connector_secret",
+    "secret_values_handed_out",
+]
 
 _handed_out: set[str] = set()  # so the service can scrub file-mounted secrets from replies and logs too
+_connection: ContextVar[Mapping[str, str] | None] = ContextVar("core_connectors_connection", default=None)
+
+
+@contextlib.contextmanager
+def connection_secrets(secrets: Mapping[str, str]) -> Iterator[None]:
+    """Within the block (and only in its context: the call it serves), ``get_connector_secret`` answers from
+    ``secrets`` first. The values are never remembered beyond the block."""
+    token = _connection.set(dict(secrets) if secrets else None)
+    try:
+        yield
+    finally:
+        _connection.reset(token)
+
+
+def connection_secret_values() -> frozenset[str]:
+    """The secret values of the connection in the current context, for scrubbing replies and logs."""
+    secrets = _connection.get()
+    return frozenset(secrets.values()) if secrets else frozenset()
 
 
 def get_connector_secret(secret_key: str) -> str:
@@ -22,6 +50,9 @@ def get_connector_secret(secret_key: str) -> str:
 
     Raises ``SecretNotFound`` naming the variable and the file it looked at, never a value.
     """
+    secrets = _connection.get()
+    if secrets is not None and secret_key in secrets:
+        return secrets[secret_key].strip()
     env_prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_").strip()
     env_var = f"{env_prefix}{secret_key.upper()}"
     value = os.environ.get(env_var)

@@ -28,6 +28,13 @@ from .metrics import METRICS_DIR_ENV, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
 from .watchdog import LoopWatchdog
 
+try:  # Flyte 2's protocol, with the extra core-connectors[flyte2]
+    from . import _flyte2 as flyte2
+except ModuleNotFoundError as e:
+    if not (e.name or "").startswith("flyteidl2"):
+        raise
+    flyte2 = None  # type: ignore[assignment]
+
 __all__ = ["ConnectorServer", "ServeError", "ServeOptions", "TlsConfig", "create_server", "serve"]
 
 logger = logging.getLogger("core_connectors.server")
@@ -134,10 +141,13 @@ class ConnectorServer:
         agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(AsyncAgentService(self.dispatcher), self.server)
         agent_pb2_grpc.add_SyncAgentServiceServicer_to_server(SyncAgentService(self.dispatcher), self.server)
         agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(MetadataService(self.dispatcher), self.server)
+        services = SERVICE_NAMES
+        if flyte2 is not None:
+            services += flyte2.add_services(self.dispatcher, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        for name in ("", *SERVICE_NAMES):
+        reflection.enable_server_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        for name in ("", *services):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.port = self._bind()
         await self.server.start()
@@ -307,6 +317,11 @@ async def _serve(options: ServeOptions) -> int:
     where = f"worker {options.worker_index + 1}/{options.workers}, " if options.worker_index is not None else ""
     metrics = f"metrics on :{options.prometheus_port}" if options.prometheus_port else "metrics off"
     count = len(server.registry.list_connectors())
+    if options.worker_index in (None, 0):
+        logger.info(
+            "Flyte 2 protocol (flyteidl2.connector) %s",
+            "on" if flyte2 is not None else "off: pip install 'core-connectors[flyte2]' to serve it",
+        )
     logger.info(
         "serving %d connector%s on %s%s (%s%s, %d threads, %s loop, pid %d)",
         count,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from ..secrets import secret_values_handed_out
+from ..secrets import connection_secret_values, secret_values_handed_out
 
 __all__ = ["Failure", "ServiceError", "describe_failure", "scrub"]
 
@@ -67,7 +67,7 @@ def scrub(text: str) -> str:
     """Replace with ``[redacted]`` the value of every secret-looking environment variable and every secret a
     connector read through ``get_connector_secret`` (files under /etc/secrets included)."""
     prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
-    values = set(secret_values_handed_out())
+    values = set(secret_values_handed_out()) | connection_secret_values()
     values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
     for value in sorted(values, key=len, reverse=True):  # longest first, so no secret is left half-replaced
         if len(value) >= _MIN_SECRET_LENGTH:

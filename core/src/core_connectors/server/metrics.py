@@ -6,6 +6,9 @@ every GetTask, so it is plain arithmetic on dicts owned by the event-loop thread
 prometheus_client objects per request); a collector turns the totals into metric families when Prometheus
 scrapes, and prometheus-client serves them. With ``--workers``, each worker writes its totals to a file in a
 directory the supervisor names, every second and when it stops; the supervisor's collector sums the files.
+
+Every series also has the label ``protocol``: ``v1`` for flyteidl's services, ``v2`` for Flyte 2's
+``flyteidl2.connector`` ones, so one dashboard shows both; queries that sum over the other labels read as before.
 """
 
 from __future__ import annotations
@@ -40,63 +43,67 @@ class Totals:
     """
 
     def __init__(self) -> None:
-        self.success: dict[tuple[str, str], int] = {}
-        self.failure: dict[tuple[str, str, str], int] = {}
-        self.latency: dict[tuple[str, str], list[float]] = {}
-        self.input_bytes: dict[str, list[float]] = {}
+        self.success: dict[tuple[str, str, str], int] = {}  # (task_type, operation, protocol)
+        self.failure: dict[tuple[str, str, str, str], int] = {}  # (task_type, operation, error_code, protocol)
+        self.latency: dict[tuple[str, str, str], list[float]] = {}
+        self.input_bytes: dict[tuple[str, str], list[float]] = {}  # (task_type, protocol)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "success": [[*k, v] for k, v in list(self.success.items())],
             "failure": [[*k, v] for k, v in list(self.failure.items())],
             "latency": [[*k, list(v)] for k, v in list(self.latency.items())],
-            "input_bytes": [[k, list(v)] for k, v in list(self.input_bytes.items())],
+            "input_bytes": [[*k, list(v)] for k, v in list(self.input_bytes.items())],
         }
 
     def add_json(self, data: dict[str, Any]) -> None:
-        for task_type, operation, n in data.get("success", []):
-            key = (task_type, operation)
+        for task_type, operation, protocol, n in data.get("success", []):
+            key = (task_type, operation, protocol)
             self.success[key] = self.success.get(key, 0) + n
-        for task_type, operation, code, n in data.get("failure", []):
-            fkey = (task_type, operation, code)
+        for task_type, operation, code, protocol, n in data.get("failure", []):
+            fkey = (task_type, operation, code, protocol)
             self.failure[fkey] = self.failure.get(fkey, 0) + n
-        for task_type, operation, row in data.get("latency", []):
-            into = self.latency.setdefault((task_type, operation), [0.0] * (len(LATENCY_BUCKETS) + 2))
+        for task_type, operation, protocol, row in data.get("latency", []):
+            into = self.latency.setdefault((task_type, operation, protocol), [0.0] * (len(LATENCY_BUCKETS) + 2))
             for i, value in enumerate(row):
                 into[i] += value
-        for task_type, row in data.get("input_bytes", []):
-            into = self.input_bytes.setdefault(task_type, [0.0, 0.0])
+        for task_type, protocol, row in data.get("input_bytes", []):
+            into = self.input_bytes.setdefault((task_type, protocol), [0.0, 0.0])
             into[0] += row[0]
             into[1] += row[1]
 
     def families(self) -> Iterator[Metric]:
         success = CounterMetricFamily(
-            f"{PREFIX}requests_success", "Total number of successful requests", labels=["task_type", "operation"]
+            f"{PREFIX}requests_success",
+            "Total number of successful requests",
+            labels=["task_type", "operation", "protocol"],
         )
-        for (task_type, operation), n in list(self.success.items()):
-            success.add_metric([task_type, operation], n)
+        for labels, n in list(self.success.items()):
+            success.add_metric(list(labels), n)
         failure = CounterMetricFamily(
             f"{PREFIX}requests_failure",
             "Total number of failed requests",
-            labels=["task_type", "operation", "error_code"],
+            labels=["task_type", "operation", "error_code", "protocol"],
         )
-        for labels, n in list(self.failure.items()):
-            failure.add_metric(list(labels), n)
+        for failure_labels, n in list(self.failure.items()):
+            failure.add_metric(list(failure_labels), n)
         latency = HistogramMetricFamily(
             f"{PREFIX}request_latency_seconds",
             "Time spent processing connector request",
-            labels=["task_type", "operation"],
+            labels=["task_type", "operation", "protocol"],
         )
-        for (task_type, operation), row in list(self.latency.items()):
+        for labels, row in list(self.latency.items()):
             row = list(row)  # one snapshot: the +Inf bucket and the count agree
             cumulative, buckets = 0.0, []
             for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), row[:-1], strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
-            latency.add_metric([task_type, operation], buckets, sum_value=row[-1])
-        input_bytes = SummaryMetricFamily(f"{PREFIX}input_literal_bytes", "Size of input literal", labels=["task_type"])
-        for task_type, (count, total) in list(self.input_bytes.items()):
-            input_bytes.add_metric([task_type], count_value=int(count), sum_value=total)
+            latency.add_metric(list(labels), buckets, sum_value=row[-1])
+        input_bytes = SummaryMetricFamily(
+            f"{PREFIX}input_literal_bytes", "Size of input literal", labels=["task_type", "protocol"]
+        )
+        for input_labels, (count, total) in list(self.input_bytes.items()):
+            input_bytes.add_metric(list(input_labels), count_value=int(count), sum_value=total)
         yield from (success, failure, latency, input_bytes)
 
 
@@ -124,25 +131,26 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         return self.totals.families()
 
-    def succeeded(self, task_type: str, operation: str, started: float) -> None:
-        key = (task_type, operation)
+    def succeeded(self, task_type: str, operation: str, started: float, protocol: str = "v1") -> None:
+        key = (task_type, operation, protocol)
         success = self.totals.success
         success[key] = success.get(key, 0) + 1
         self._observe(key, time.perf_counter() - started)
 
-    def failed(self, task_type: str, operation: str, error_code: str, started: float) -> None:
-        key = (task_type, operation, error_code)
+    def failed(self, task_type: str, operation: str, error_code: str, started: float, protocol: str = "v1") -> None:
+        key = (task_type, operation, error_code, protocol)
         self.totals.failure[key] = self.totals.failure.get(key, 0) + 1
-        self._observe((task_type, operation), time.perf_counter() - started)
+        self._observe((task_type, operation, protocol), time.perf_counter() - started)
 
-    def input_size(self, task_type: str, size: int) -> None:
-        row = self.totals.input_bytes.get(task_type)
+    def input_size(self, task_type: str, size: int, protocol: str = "v1") -> None:
+        key = (task_type, protocol)
+        row = self.totals.input_bytes.get(key)
         if row is None:
-            row = self.totals.input_bytes[task_type] = [0.0, 0.0]
+            row = self.totals.input_bytes[key] = [0.0, 0.0]
         row[0] += 1
         row[1] += size
 
-    def _observe(self, key: tuple[str, str], seconds: float) -> None:
+    def _observe(self, key: tuple[str, str, str], seconds: float) -> None:
         row = self.totals.latency.get(key)
         if row is None:
             row = self.totals.latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)

@@ -9,6 +9,7 @@ fails.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import time
@@ -90,7 +91,8 @@ class Dispatcher:
             return await fn(**kwargs)
         if kind == _ASYNC_GEN:
             return fn(**kwargs)
-        result = await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, **kwargs))
+        in_context = functools.partial(contextvars.copy_context().run, fn, **kwargs)  # the call's secrets go along
+        result = await asyncio.get_running_loop().run_in_executor(self.executor, in_context)
         if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
             result = await result
         return result
@@ -119,10 +121,16 @@ class Dispatcher:
 
     # ---------------------------------------------------------------------------------------- books
     async def fail(
-        self, context: grpc.aio.ServicerContext, exc: BaseException, task_type: str, operation: str, started: float
+        self,
+        context: grpc.aio.ServicerContext,
+        exc: BaseException,
+        task_type: str,
+        operation: str,
+        started: float,
+        protocol: str = "v1",
     ) -> NoReturn:
         failure = describe_failure(exc, operation, task_type)
-        self.metrics.failed(task_type, operation, failure.error_code, started)
+        self.metrics.failed(task_type, operation, failure.error_code, started, protocol)
         await context.abort(failure.code, failure.details)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
