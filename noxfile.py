@@ -89,8 +89,8 @@ def cross(session: nox.Session) -> None:
     _install_local(session, *_package_dirs())
     # uv: the discovery tests build wheels (hatchling) and make fresh venvs with it;
     # flytekit: the compatibility tests check our bytes against flytekit 1.16's own;
-    # flyte (flyte-sdk) and its BigQuery plugin: its connectors served by ours (tests/test_flyte2_*.py).
-    session.install("uv", "flytekit>=1.16,<1.17", "flyte>=2.0,<3", "flyteplugins-bigquery>=2.0,<3")
+    # flyte (flyte-sdk): its connectors served by ours (tests/test_flyte2_*.py).
+    session.install("uv", "flytekit>=1.16,<1.17", "flyte>=2.0,<3")
     session.run("pytest", str(ROOT / "tests"), *session.posargs)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2

@@ -36,6 +36,9 @@ __all__ = ["ConnectorRegistry", "PluginFailure", "PluginSource", "Registry"]
 logger = logging.getLogger("core_connectors.registry")
 
 DISABLE_ENV = "CORE_CONNECTORS_DISABLE"
+FLYTE_SDK_ENTRY_POINT_GROUP = "flyte.connectors"
+"""Where flyte-sdk plugins announce their connectors; served too. Their names (for CORE_CONNECTORS_DISABLE and
+``core-connectors list``) get the prefix ``flyte.``: flyteplugins-bigquery's ``bigquery`` is ``flyte.bigquery``."""
 
 
 @dataclass(frozen=True)
@@ -150,11 +153,16 @@ class Registry:
                     self.disabled.append(entry_point.name)
                     continue
                 self._load(entry_point)
+            for entry_point in metadata.entry_points(group=FLYTE_SDK_ENTRY_POINT_GROUP):  # flyte-sdk's connectors
+                if f"flyte.{entry_point.name}" in disabled:
+                    self.disabled.append(f"flyte.{entry_point.name}")
+                    continue
+                self._load(entry_point, flyte_sdk=True)
 
-    def _load(self, entry_point: metadata.EntryPoint) -> None:
+    def _load(self, entry_point: metadata.EntryPoint, flyte_sdk: bool = False) -> None:
         dist = getattr(entry_point, "dist", None)
         source = PluginSource(
-            entry_point=entry_point.name,
+            entry_point=f"flyte.{entry_point.name}" if flyte_sdk else entry_point.name,
             distribution=dist.metadata["Name"] if dist is not None else "",
             version=dist.version if dist is not None else "",
         )
@@ -163,7 +171,12 @@ class Registry:
         before = set(self._connectors)
         token = _loading_into.set(self)  # flytekit-style plugins register at import: into this registry
         try:
-            provided = _provided_connectors(entry_point.load(), entry_point.name)
+            if flyte_sdk:  # flyte-sdk installed: only then is it imported
+                from ._flyte_sdk import connectors_of
+
+                provided = connectors_of(entry_point)
+            else:
+                provided = _provided_connectors(entry_point.load(), entry_point.name)
         except Exception as e:  # a plugin's own failure must not stop the others
             self._fail(source, f"{type(e).__name__}: {e}", exc=e)
             return

@@ -12,37 +12,56 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SecretNotFound
 
 __all__ = [
+    "Connection",
     "connection_secret_values",
     "connection_secrets",
+    "current_connection",
     "get_agent_secret",
     "get_connector_secret",
     "secret_values_handed_out",
 ]
 
 _handed_out: set[str] = set()  # so the service can scrub file-mounted secrets from replies and logs too
-_connection: ContextVar[Mapping[str, str] | None] = ContextVar("core_connectors_connection", default=None)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The secrets and configs a Flyte 2 request carries for the call it makes."""
+
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+_connection: ContextVar[Connection | None] = ContextVar("core_connectors_connection", default=None)
 
 
 @contextlib.contextmanager
-def connection_secrets(secrets: Mapping[str, str]) -> Iterator[None]:
+def connection_secrets(secrets: Mapping[str, str], configs: Mapping[str, str] | None = None) -> Iterator[None]:
     """Within the block (and only in its context: the call it serves), ``get_connector_secret`` answers from
     ``secrets`` first. The values are never remembered beyond the block."""
-    token = _connection.set(dict(secrets) if secrets else None)
+    connection = Connection(dict(secrets), dict(configs or {})) if secrets or configs else None
+    token = _connection.set(connection)
     try:
         yield
     finally:
         _connection.reset(token)
 
 
+def current_connection() -> Connection | None:
+    """The connection of the call being served, if its request carried one."""
+    return _connection.get()
+
+
 def connection_secret_values() -> frozenset[str]:
     """The secret values of the connection in the current context, for scrubbing replies and logs."""
-    secrets = _connection.get()
-    return frozenset(secrets.values()) if secrets else frozenset()
+    connection = _connection.get()
+    return frozenset(connection.secrets.values()) if connection is not None else frozenset()
 
 
 def get_connector_secret(secret_key: str) -> str:
@@ -50,9 +69,9 @@ def get_connector_secret(secret_key: str) -> str:
 
     Raises ``SecretNotFound`` naming the variable and the file it looked at, never a value.
     """
-    secrets = _connection.get()
-    if secrets is not None and secret_key in secrets:
-        return secrets[secret_key].strip()
+    connection = _connection.get()
+    if connection is not None and secret_key in connection.secrets:
+        return connection.secrets[secret_key].strip()
     env_prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_").strip()
     env_var = f"{env_prefix}{secret_key.upper()}"
     value = os.environ.get(env_var)

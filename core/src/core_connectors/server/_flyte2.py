@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl2.connector import connector_pb2, service_pb2
+from flyteidl2.core import security_pb2
 from google.protobuf.message import DecodeError, Message
 
 from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
@@ -60,7 +61,7 @@ class CreateCall:
     """A v2 CreateTask as a connector receives it: the v1 request, and the connection's secrets."""
 
     request: agent_pb2.CreateTaskRequest
-    secrets: Mapping[str, str]
+    connection: security_pb2.Connection
 
 
 def parse_create(data: bytes) -> CreateCall:
@@ -69,7 +70,7 @@ def parse_create(data: bytes) -> CreateCall:
         raise ServiceError(_Code.INVALID_ARGUMENT, "CreateTask request has no task template")
     v1 = _parse(agent_pb2.CreateTaskRequest, data, "CreateTask")  # the same bytes as v1 (module docstring)
     v1.DiscardUnknownFields()  # the connection, Inputs.context and other fields only v2 has
-    return CreateCall(v1, v2.connection.secrets)
+    return CreateCall(v1, v2.connection)
 
 
 def parse_get(data: bytes) -> connector_pb2.GetTaskRequest:
@@ -155,7 +156,7 @@ class AsyncConnectorService:
         request = call.request
         template = request.template
         task_type = template.type
-        with connection_secrets(call.secrets):
+        with connection_secrets(call.connection.secrets, call.connection.configs):
             try:
                 connector = self.d.connector(task_type, template.task_type_version)
                 self.d.metrics.input_size(task_type, request.inputs.ByteSize(), _PROTOCOL)
@@ -196,7 +197,7 @@ class AsyncConnectorService:
         except Exception as e:
             await self.d.fail(context, e, "", "get", started, _PROTOCOL)
         name, version = _category(request)
-        with connection_secrets(request.connection.secrets):
+        with connection_secrets(request.connection.secrets, request.connection.configs):
             try:
                 connector = self.d.connector(name, version)
                 if isinstance(connector, SyncConnectorBase):
@@ -218,7 +219,7 @@ class AsyncConnectorService:
         except Exception as e:
             await self.d.fail(context, e, "", "delete", started, _PROTOCOL)
         name, version = _category(request)
-        with connection_secrets(request.connection.secrets):
+        with connection_secrets(request.connection.secrets, request.connection.configs):
             try:
                 connector = self.d.connector(name, version)
                 if not isinstance(connector, SyncConnectorBase):
