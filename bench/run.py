@@ -191,15 +191,15 @@ class Server:
 # ---------------------------------------------------------------------------------------------------- load
 
 
-def h2load(port: int, method: str, request, load: tuple[int, int], seconds: float) -> dict:
-    """Drive one unary method with h2load for `seconds`; return req/s and h2load's counts."""
+def h2load(port: int, method: str, request, load: tuple[int, int], seconds: float, service: str = SERVICE) -> dict:
+    """Drive one unary method (of `service`, a path prefix) with h2load for `seconds`; req/s and h2load's counts."""
     clients, streams = load
     with tempfile.NamedTemporaryFile(suffix=".bin") as body:
         body.write(grpc_frame(request))
         body.flush()
         argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-D", f"{int(seconds * 1000)}ms"]
         argv += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
-        argv += ["-d", body.name, f"http://127.0.0.1:{port}{SERVICE}{method}"]
+        argv += ["-d", body.name, f"http://127.0.0.1:{port}{service}{method}"]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     out = proc.stdout
     try:

@@ -406,3 +406,42 @@ def test_v1_and_v2_calls_interleave_on_one_server(service):
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(v1 if i % 2 else v2, i) for i in range(40)]
         assert {f.result() for f in futures} == {Phase.SUCCEEDED}
+
+
+def test_without_flyteidl2_the_service_starts_and_says_v2_is_off(tmp_path):
+    """flyteidl2 made unimportable in a fresh interpreter: `serve` starts, serves v1, and logs that v2 is off."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['flyteidl2'] = None; from core_connectors.cli import main; main()"
+    argv = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", "0", "--prometheus-port", "0"]
+    result = subprocess.run([*argv, "--timeout", "0.5"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Flyte 2 protocol (flyteidl2.connector) off: pip install 'core-connectors[flyte2]'" in result.stderr
+    assert "serving" in result.stderr
+    with_it = subprocess.run(
+        argv[:1] + ["-m", "core_connectors.cli"] + argv[3:] + ["--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert "Flyte 2 protocol (flyteidl2.connector) on" in with_it.stderr
+
+
+def test_without_flyteidl2_only_the_v1_services_are_registered(connector_service, monkeypatch):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from core_connectors.server import app
+
+    monkeypatch.setattr(app, "flyte2", None)
+    svc = connector_service(JobConnector())
+    health = health_pb2_grpc.HealthStub(svc.channel)
+    with pytest.raises(grpc.RpcError) as e:
+        health.Check(health_pb2.HealthCheckRequest(service="flyteidl2.connector.AsyncConnectorService"), timeout=5)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        service_pb2_grpc.AsyncConnectorServiceStub(svc.channel).GetTask(connector_pb2.GetTaskRequest(), timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    listed = svc.metadata_stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)
+    assert [a.name for a in listed.agents] == ["Job Connector"]
