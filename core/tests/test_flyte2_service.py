@@ -65,6 +65,10 @@ class JobConnector(AsyncConnectorBase):
         self.secrets.append(_secret_or_none())
         if resource_meta.job_id == "running":
             return Resource(phase=Phase.RUNNING, message="still going")
+        if resource_meta.job_id == "legacy-state":  # a connector still setting the deprecated state only
+            return agent_pb2.Resource(state=agent_pb2.SUCCEEDED)
+        if resource_meta.job_id == "agent-error":
+            return agent_pb2.Resource(phase=Phase.FAILED, agent_error=agent_pb2.AgentError(code="QUOTA_EXCEEDED"))
         return Resource(phase=Phase.SUCCEEDED, message="done", outputs={"n": 3, "s": "x"}, custom_info={"k": "v"})
 
     async def delete(self, resource_meta: JobMeta, **kwargs):
@@ -445,3 +449,21 @@ def test_without_flyteidl2_only_the_v1_services_are_registered(connector_service
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
     listed = svc.metadata_stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)
     assert [a.name for a in listed.agents] == ["Job Connector"]
+
+
+def test_v1_only_resource_fields_are_carried_over_as_v2_has_them(service):
+    def get(job_id):
+        request = connector_pb2.GetTaskRequest(resource_meta=JobMeta(job_id).encode(), task_category=category("job"))
+        return service.v2.GetTask(request, timeout=TIMEOUT).resource
+
+    assert get("legacy-state").phase == Phase.SUCCEEDED
+    failed = get("agent-error")
+    assert failed.phase == Phase.FAILED and failed.message == "QUOTA_EXCEEDED"
+    raw = service.channel.unary_unary("/flyteidl2.connector.AsyncConnectorService/GetTask")(
+        connector_pb2.GetTaskRequest(
+            resource_meta=JobMeta("agent-error").encode(), task_category=category("job")
+        ).SerializeToString(),
+        timeout=TIMEOUT,
+    )
+    as_v1 = agent_pb2.GetTaskResponse.FromString(raw).resource  # nothing v2 does not know rides along
+    assert not as_v1.HasField("agent_error") and as_v1.state == 0
