@@ -324,21 +324,22 @@ def add_services(dispatcher: Dispatcher, server: grpc.aio.Server) -> tuple[str, 
     tasks = AsyncConnectorService(dispatcher)
     metadata = ConnectorMetadataService(dispatcher)
     unary: Callable[..., grpc.RpcMethodHandler] = grpc.unary_unary_rpc_method_handler
-    handlers = [
-        grpc.method_handlers_generic_handler(
-            "flyteidl2.connector.AsyncConnectorService",
-            {
-                "CreateTask": unary(tasks.CreateTask),
-                "GetTask": unary(tasks.GetTask),
-                "DeleteTask": unary(tasks.DeleteTask),
-                "GetTaskMetrics": unary(tasks.GetTaskMetrics),
-                "GetTaskLogs": grpc.unary_stream_rpc_method_handler(tasks.GetTaskLogs),
-            },
-        ),
-        grpc.method_handlers_generic_handler(
-            "flyteidl2.connector.ConnectorMetadataService",
-            {"ListConnectors": unary(metadata.ListConnectors), "GetConnector": unary(metadata.GetConnector)},
-        ),
-    ]
-    server.add_generic_rpc_handlers(handlers)
+    services = {
+        "flyteidl2.connector.AsyncConnectorService": {
+            "CreateTask": unary(tasks.CreateTask),
+            "GetTask": unary(tasks.GetTask),
+            "DeleteTask": unary(tasks.DeleteTask),
+            "GetTaskMetrics": unary(tasks.GetTaskMetrics),
+            "GetTaskLogs": grpc.unary_stream_rpc_method_handler(tasks.GetTaskLogs),
+        },
+        "flyteidl2.connector.ConnectorMetadataService": {
+            "ListConnectors": unary(metadata.ListConnectors),
+            "GetConnector": unary(metadata.GetConnector),
+        },
+    }
+    for name, methods in services.items():
+        if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.63: looked up without the generic scan
+            server.add_registered_method_handlers(name, methods)
+        else:
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
     return SERVICE_NAMES
