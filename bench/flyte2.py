@@ -42,14 +42,18 @@ def main() -> int:
         loads = {"v1": (SERVICE, v1), "v2": (V2_SERVICE, v2)}
         rates: dict[str, list[float]] = {"v1": [], "v2": []}
         for round_ in range(args.rounds + 1):  # round 0 warms up
-            for name, (service, request) in loads.items():
+            order = ("v1", "v2") if round_ % 2 else ("v2", "v1")  # neither always runs first
+            for name in order:
+                service, request = loads[name]
                 r = h2load(server.port, "GetTask", request, FAST_LOAD, args.seconds if round_ else 1.0, service)
                 check_load(server, f"{name} GetTask", r, reply_size)  # v2's reply is as long as v1's
                 if round_:
                     rates[name].append(r["rps"])
         v1_rps, v2_rps = statistics.median(rates["v1"]), statistics.median(rates["v2"])
         print(f"rounds v1 {[round(r) for r in rates['v1']]}/s, v2 {[round(r) for r in rates['v2']]}/s")
+        pairs = statistics.median(b / a for a, b in zip(rates["v1"], rates["v2"], strict=True))
         print(f"GetTask/s median: v1 {v1_rps:,.0f}, v2 {v2_rps:,.0f}, v2/v1 {v2_rps / v1_rps:.2f}")
+        print(f"median of the per-round ratios v2/v1 (each pair run back to back): {pairs:.2f}")
     finally:
         server.stop()
     return 0
