@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flyteidl.admin import agent_pb2
-from flyteidl.core import tasks_pb2
+from flyteidl.core import literals_pb2, tasks_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
 from flyteidl2.connector import connector_pb2, service_pb2_grpc
 from flyteidl2.core import literals_pb2 as literals2
@@ -50,8 +50,6 @@ def inputs_of(literal_map) -> common_pb2.Inputs:
 
 def outputs_of(outputs: common_pb2.Outputs) -> dict:
     """v2 outputs read back through the v1 helpers (a named literal list is a literal map on the wire)."""
-    from flyteidl.core import literals_pb2
-
     return literal_map_to_python(literals_pb2.LiteralMap.FromString(outputs.SerializeToString()))
 
 
