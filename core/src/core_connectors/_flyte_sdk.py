@@ -6,7 +6,7 @@ otherwise. Each flyte-sdk connector is wrapped in ``FlyteSdkConnector``, which g
 connector server gives it: flyteidl2 messages, native Python inputs (converted by flyte-sdk's TypeEngine from
 the template's interface) and the secrets and configs of the request's connection as keyword arguments; and
 which turns its ``Resource`` (native outputs, flyteidl2 log links) back into the core's.
-Supported: flyte-sdk 2.x (tested with 2.12).
+Supported: flyte-sdk 2.x (the API used is the same from 2.0.0 to 2.12.1; tested with 2.12.1).
 """
 
 from __future__ import annotations
