@@ -70,9 +70,15 @@ class SensorConnector(AsyncConnectorBase):
         inputs = resource_meta.inputs or {}
         try:
             sensor = sensor_class(resource_meta.sensor_config)
-            inspect.signature(sensor.poke).bind(**inputs)
-        except Exception as e:  # a config the sensor refuses, inputs poke does not take
+        except Exception as e:  # a sensor_config the sensor refuses
             return _failed(sensor_class.__name__, e, retryable=False)
+        signature = inspect.signature(sensor.poke)
+        try:
+            signature.bind(**inputs)
+        except TypeError as e:
+            given = ", ".join(inputs) or "none"
+            message = f"{sensor_class.__name__}.poke{signature} cannot take the task's inputs ({given}): {e}"
+            return Resource(phase=TaskExecution.FAILED, message=message)
         if inspect.iscoroutinefunction(sensor.poke):
             return self._poke_async(sensor, inputs)
         try:

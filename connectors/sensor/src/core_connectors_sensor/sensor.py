@@ -8,7 +8,6 @@ ever selects among the sensors installed.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar
@@ -50,9 +49,11 @@ _TRANSIENT_ERRNOS = frozenset(
     {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH}
 )
 # Vendor exceptions that mean "try again later", matched by class name so that no storage SDK is imported:
-# botocore, aiohttp, google-api-core / google-auth, azure-core, requests / urllib3.
+# asyncio's and concurrent.futures' TimeoutError (not the builtin one on 3.10), botocore, aiohttp,
+# google-api-core / google-auth, azure-core, requests / urllib3.
 _TRANSIENT_CLASS_NAMES = frozenset(
     {
+        "TimeoutError",
         "EndpointConnectionError",
         "ConnectTimeoutError",
         "ReadTimeoutError",
@@ -82,7 +83,7 @@ def is_transient_error(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
+        if isinstance(current, (TimeoutError, ConnectionError)):
             return True
         if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
             return True
