@@ -106,11 +106,8 @@ def test_a_path_no_filesystem_serves_fails_the_task(service):
 
 def test_our_metadata_is_byte_for_byte_flytekits(service, tmp_path):
     template, path = flytekit_template(), str(tmp_path / "x")
-    theirs = asyncio.run(
-        SensorEngine().create(
-            task_template=TaskTemplate.from_flyte_idl(template), inputs=LiteralMap.from_flyte_idl(flytekit_inputs(path).to_flyte_idl())
-        )
-    )
+    inputs = LiteralMap.from_flyte_idl(flytekit_inputs(path).to_flyte_idl())
+    theirs = asyncio.run(SensorEngine().create(task_template=TaskTemplate.from_flyte_idl(template), inputs=inputs))
     assert create(service, template, path) == theirs.encode()
 
 

@@ -167,7 +167,8 @@ def test_a_permanent_error_fails_with_its_message_and_no_traceback(service):
 
 
 def test_sensor_config_reaches_the_sensor(service):
-    assert get(service, create(service, template("acme.sensors", "PickySensor", {"region": "eu"}))).phase == TE.SUCCEEDED
+    accepted = get(service, create(service, template("acme.sensors", "PickySensor", {"region": "eu"})))
+    assert accepted.phase == TE.SUCCEEDED
     refused = get(service, create(service, template("acme.sensors", "PickySensor")))
     assert refused.phase == TE.FAILED and "sensor_config needs a region" in refused.message
 
