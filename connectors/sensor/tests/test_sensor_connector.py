@@ -33,8 +33,10 @@ TE = execution_pb2.TaskExecution
 CATEGORY = agent_pb2.TaskCategory(name="sensor", version=0)
 
 SENSORS = '''
-import asyncio, socket
+import asyncio, socket, threading
 from core_connectors_sensor import Sensor
+
+STARTED, RELEASE = threading.Event(), threading.Event()
 
 
 class Flag(Sensor):
@@ -59,6 +61,16 @@ class Refused(Sensor):
     def poke(self, port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
         return True
+
+
+class Blocking(Sensor):
+    """A plain def poke that blocks its thread until the test releases it."""
+
+    flytekit_names = ("acme.sensors.BlockingSensor",)
+
+    def poke(self) -> bool:
+        STARTED.set()
+        return RELEASE.wait(30)
 
 
 class Denied(Sensor):
@@ -106,6 +118,7 @@ def plugins(tmp_path, monkeypatch):
         ep("flag", "acme_test_sensors:Flag"),
         ep("refused", "acme_test_sensors:Refused"),
         ep("denied", "acme_test_sensors:Denied"),
+        ep("blocking", "acme_test_sensors:Blocking"),
         ep("picky", "acme_test_sensors:Picky"),
         ep("duplicate", "acme_test_sensors:Duplicate"),
         ep("not_a_sensor", "acme_test_sensors:NotASensor"),
@@ -142,6 +155,25 @@ def test_an_async_sensor_runs_until_its_condition_holds(service, tmp_path):
     assert (first.phase, first.message) == (TE.RUNNING, f"waiting for 3 bytes in {flag}")
     flag.write_text("abc")
     assert get(service, meta).phase == TE.SUCCEEDED
+
+
+def test_a_blocking_poke_does_not_stall_the_service(service, tmp_path):
+    import acme_test_sensors  # the module the entry points loaded
+
+    request = agent_pb2.GetTaskRequest(
+        task_category=CATEGORY, resource_meta=create(service, template("acme.sensors", "BlockingSensor"))
+    )
+    blocked = service.async_stub.GetTask.future(request)
+    try:
+        assert acme_test_sensors.STARTED.wait(10), "the blocking poke never started"
+        (tmp_path / "flag").write_text("x")
+        flag = create(service, template("acme.sensors", "FlagSensor"), flag=str(tmp_path / "flag"))
+        request_flag = agent_pb2.GetTaskRequest(task_category=CATEGORY, resource_meta=flag)
+        assert service.async_stub.GetTask(request_flag, timeout=5).resource.phase == TE.SUCCEEDED
+        assert not blocked.done()  # still in its pool thread, while the loop served the other task
+    finally:
+        acme_test_sensors.RELEASE.set()
+    assert blocked.result(timeout=10).resource.phase == TE.SUCCEEDED
 
 
 def test_every_declared_name_is_served(service, tmp_path):
@@ -182,7 +214,10 @@ def test_an_unknown_pair_fails_listing_what_is_served(service):
     resource = get(service, create(service, template("os", "system")))
     assert resource.phase == TE.FAILED
     assert "no installed sensor serves os.system" in resource.message
-    assert "acme.legacy.OldFlagSensor, acme.sensors.DeniedSensor, acme.sensors.FlagSensor" in resource.message
+    assert (
+        "acme.legacy.OldFlagSensor, acme.sensors.BlockingSensor, acme.sensors.DeniedSensor, acme.sensors.FlagSensor"
+        in resource.message
+    )
     assert "flytekit.sensor.file_sensor.FileSensor" in resource.message
     assert "broken (unknown distribution)" in resource.message  # the plugin that failed is named too
 
