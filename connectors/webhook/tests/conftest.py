@@ -79,7 +79,7 @@ def secret_env(monkeypatch):
     return SECRET
 
 
-def flytekit_template(**kwargs: Any):
+def _flytekit_template(**kwargs: Any):
     """The TaskTemplate (flyteidl message) that flytekit 1.16's WebhookTask serializes for ``kwargs``."""
     from flytekit.configuration import ImageConfig, SerializationSettings
     from flytekit.extras.webhook import WebhookTask as FlytekitWebhookTask
@@ -91,6 +91,12 @@ def flytekit_template(**kwargs: Any):
 
 
 @pytest.fixture
+def flytekit_template():
+    """``flytekit_template(name=..., url=..., ...)``: flytekit 1.16's WebhookTask, serialized by flytekit."""
+    return _flytekit_template
+
+
+@pytest.fixture
 def template():
     """``template(name=..., url=..., ...)`` with WebhookTask's arguments: flytekit's template where flytekit
     imports (3.10-3.12), ours on 3.13 (test_webhook_flytekit checks that the two are the same)."""
@@ -98,7 +104,7 @@ def template():
     def make(**kwargs: Any):
         kwargs.setdefault("name", "hook")
         if FLYTEKIT:
-            return flytekit_template(**kwargs)
+            return _flytekit_template(**kwargs)
         return WebhookTask(**kwargs).task_template()
 
     return make
