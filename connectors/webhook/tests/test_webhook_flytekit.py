@@ -13,14 +13,14 @@ from flyteidl.core.execution_pb2 import TaskExecution
 if sys.version_info >= (3, 13):
     pytest.importorskip("flytekit", reason="flytekit 1.16 does not import on Python 3.13")
 
-from flytekit.core.context_manager import FlyteContextManager  # noqa: E402
-from flytekit.core.type_engine import TypeEngine  # noqa: E402
-from flytekit.extras.webhook import WebhookConnector as FlytekitWebhookConnector  # noqa: E402
-from flytekit.models.literals import Literal, LiteralMap  # noqa: E402
-from flytekit.models.task import TaskTemplate  # noqa: E402
+from flytekit.core.context_manager import FlyteContextManager
+from flytekit.core.type_engine import TypeEngine
+from flytekit.extras.webhook import WebhookConnector as FlytekitWebhookConnector
+from flytekit.models.literals import Literal, LiteralMap
+from flytekit.models.task import TaskTemplate
 
-from core_connectors.literals import literal_type_for, python_to_literal_map  # noqa: E402
-from core_connectors_webhook import WebhookTask  # noqa: E402
+from core_connectors.literals import literal_type_for, python_to_literal_map
+from core_connectors_webhook import WebhookTask
 
 pytestmark = pytest.mark.network
 
@@ -31,6 +31,7 @@ def execute_over_grpc(service, template, inputs):
     requests = [agent_pb2.ExecuteTaskSyncRequest(header=header), agent_pb2.ExecuteTaskSyncRequest(inputs=inputs)]
     (reply,) = list(service.sync_stub.ExecuteTaskSync(iter(requests), timeout=30))
     return reply.header.resource
+
 
 TASKS = [
     {"name": "simple-post", "url": "http://127.0.0.1:1/hook"},
@@ -92,7 +93,9 @@ async def test_info_is_what_flytekits_own_connector_returns(
     types = {k: literal_type_for(t) for k, t in args.get("dynamic_inputs", {}).items()}
     inputs = python_to_literal_map(values, types)
 
-    theirs = await FlytekitWebhookConnector().do(TaskTemplate.from_flyte_idl(template), "", LiteralMap.from_flyte_idl(inputs))
+    theirs = await FlytekitWebhookConnector().do(
+        TaskTemplate.from_flyte_idl(template), "", LiteralMap.from_flyte_idl(inputs)
+    )
     their_idl = await theirs.to_flyte_idl()
     our_idl = execute_over_grpc(connector_service(connector), template, inputs)
 

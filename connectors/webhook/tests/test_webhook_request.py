@@ -94,7 +94,9 @@ def test_a_dotted_placeholder_reaches_into_a_map_input():
 
 
 def test_a_missing_input_is_an_error_naming_it():
-    with pytest.raises(TemplateError, match=r"names the input 'item_id', which the task was not given \(its inputs: s\)"):
+    with pytest.raises(
+        TemplateError, match=r"names the input 'item_id', which the task was not given \(its inputs: s\)"
+    ):
         build({"s": "x"}, {"s": str}, headers={"X": "id {inputs.item_id}"})
 
 

@@ -17,7 +17,6 @@ from core_connectors.literals import literal_to_python, python_to_literal_map
 from core_connectors_webhook.connector import SUCCESS_MESSAGE
 
 SECRET = "whk-DISTINCTIVE-token-0123456789"  # as in conftest (secret_env)
-SECRET_NAME = "webhook_token"
 
 pytestmark = pytest.mark.network
 
@@ -189,8 +188,8 @@ def test_secrets_go_out_in_headers_and_url_but_never_come_back(
 
     stand_in.expect_request(f"/hooks/{SECRET}").respond_with_handler(echo)
     tt = template(
-        url=stand_in.url_for("/hooks/{secrets.%s}" % SECRET_NAME),
-        headers={"Authorization": "Bearer {secrets.%s}" % SECRET_NAME},
+        url=stand_in.url_for("/hooks/{secrets.webhook_token}"),
+        headers={"Authorization": "Bearer {secrets.webhook_token}"},
         show_url=True,
         show_data=True,
     )
@@ -199,7 +198,7 @@ def test_secrets_go_out_in_headers_and_url_but_never_come_back(
     ((request, _),) = stand_in.log
     assert request.headers["Authorization"] == f"Bearer {SECRET}"  # it went out
     info = info_of(resource)
-    assert info["url"] == stand_in.url_for("/hooks/{secrets.%s}" % SECRET_NAME)
+    assert info["url"] == stand_in.url_for("/hooks/{secrets.webhook_token}")
     assert json.loads(info["response_data"])["auth"] == "Bearer [redacted]"
     assert SECRET not in resource.SerializeToString().decode("utf-8", "replace")
     ours = ours_only(caplog)
@@ -212,7 +211,7 @@ def test_a_failed_call_with_a_secret_does_not_echo_it(service, stand_in, templat
     stand_in.expect_request("/hook").respond_with_handler(
         lambda request: Response("bad token " + request.headers["X-Token"], status=401)
     )
-    tt = template(url=stand_in.url_for("/hook"), headers={"X-Token": "{secrets.%s}" % SECRET_NAME})
+    tt = template(url=stand_in.url_for("/hook"), headers={"X-Token": "{secrets.webhook_token}"})
     resource = execute(service, tt)
     assert resource.phase == TaskExecution.FAILED
     assert resource.message == "Webhook failed with status code 401, response: bad token [redacted]"

@@ -50,7 +50,9 @@ async def test_a_local_run_inside_a_running_loop(webhook_registry, stand_in):
 @pytest.mark.network
 def test_a_failed_call_raises_with_the_connectors_message(webhook_registry, stand_in):
     stand_in.expect_request("/hook").respond_with_data("nope", status=404)
-    with pytest.raises(TaskFailed, match=r"^Failed to run the task hook with error: Webhook failed with status code 404"):
+    with pytest.raises(
+        TaskFailed, match=r"^Failed to run the task hook with error: Webhook failed with status code 404"
+    ):
         WebhookTask(name="hook", url=stand_in.url_for("/hook"))()
 
 

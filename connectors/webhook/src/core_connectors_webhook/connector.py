@@ -121,7 +121,9 @@ class WebhookConnector(SyncConnectorBase):
 
         status = reply.status_code
         if not 200 <= status < 300:
-            excerpt = reply.text[:EXCERPT_CHARS] + (" [...]" if len(reply.text) > EXCERPT_CHARS or reply.truncated else "")
+            excerpt = reply.text[:EXCERPT_CHARS] + (
+                " [...]" if len(reply.text) > EXCERPT_CHARS or reply.truncated else ""
+            )
             message = f"Webhook failed with status code {status}, response: {excerpt}"
             if reply.location is not None:
                 message += f" (redirect to {reply.location} not followed: set follow_redirects to follow it)"

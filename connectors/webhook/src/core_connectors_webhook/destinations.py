@@ -19,7 +19,7 @@ import ipaddress
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeAlias
 
 __all__ = ["ALLOW_ENV", "BUILTIN_DENIED", "DENY_ENV", "DestinationDenied", "DestinationPolicy"]
 
@@ -28,8 +28,8 @@ ALLOW_ENV = "CORE_CONNECTORS_WEBHOOK_ALLOW"
 DENY_ENV = "CORE_CONNECTORS_WEBHOOK_DENY"
 """Comma- or space-separated deny rules, checked before the allow rules."""
 
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BUILTIN_DENIED: tuple[Network, ...] = (
     ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local; 169.254.169.254 is AWS, GCP and Azure metadata
