@@ -293,3 +293,22 @@ def test_the_service_keeps_connections_alive_and_reuses_them(service, template, 
         server.shutdown()
         server.server_close()
     assert len(sockets.connected) == 1  # one pooled client on the service's loop, one connection
+
+
+@pytest.mark.parametrize("deny", ["", "localhost,127.0.0.1"])
+def test_the_installed_plugin_as_the_service_discovers_it(connector_service, stand_in, template, monkeypatch, deny):
+    """No connector handed in: the service finds the installed distribution by its entry point, and the
+    discovered connector takes its rules from the service's environment."""
+    from core_connectors import ConnectorRegistry
+
+    monkeypatch.setenv("CORE_CONNECTORS_WEBHOOK_DENY", deny)
+    stand_in.expect_request("/hook").respond_with_data("ok")
+    with ConnectorRegistry.isolated(discover=True) as registry:
+        service = connector_service(registry=registry)
+        resource = execute(service, template(url=stand_in.url_for("/hook")))
+    if deny:
+        assert resource.phase == TaskExecution.FAILED
+        assert resource.message.startswith("Webhook destination denied: 127.0.0.1 resolves to 127.0.0.1, in the")
+        assert not stand_in.log
+    else:
+        assert resource.phase == TaskExecution.SUCCEEDED and info_of(resource)["response_data"] == "ok"
