@@ -312,3 +312,77 @@ def test_the_installed_plugin_as_the_service_discovers_it(connector_service, sta
         assert not stand_in.log
     else:
         assert resource.phase == TaskExecution.SUCCEEDED and info_of(resource)["response_data"] == "ok"
+
+
+@pytest.mark.slow
+def test_core_connectors_serve_as_a_process(stand_in, template, tmp_path):
+    """`core-connectors serve` with the package installed, its rules and secret in the environment, debug logs
+    on: the webhook works, the denied destination fails, and the process's log never holds the secret."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import types
+
+    import grpc
+    from flyteidl.service import agent_pb2_grpc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "_FSEC_WEBHOOK_TOKEN": SECRET,
+        "CORE_CONNECTORS_WEBHOOK_DENY": "127.0.0.2",
+        "CORE_CONNECTORS_DISABLE": "",
+    }
+    log_path = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--prometheus-port", "0", "--log-level", "DEBUG"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            service = types.SimpleNamespace(sync_stub=agent_pb2_grpc.SyncAgentServiceStub(channel))
+
+            stand_in.expect_request("/hook").respond_with_handler(
+                lambda request: Response("token was " + request.headers["X-Token"])
+            )
+            tt = template(url=stand_in.url_for("/hook"), headers={"X-Token": "{secrets.webhook_token}"})
+            resource = execute(service, tt)
+            assert resource.phase == TaskExecution.SUCCEEDED, resource.message
+            assert info_of(resource)["response_data"] == "token was [redacted]"
+
+            denied = execute(service, template(url=f"http://127.0.0.2:{stand_in.port}/hook"))
+            assert denied.phase == TaskExecution.FAILED and "denied network 127.0.0.2/32" in denied.message
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    ((request, _),) = stand_in.log
+    assert request.headers["X-Token"] == SECRET
+    log_text = log_path.read_text(errors="replace")
+    assert "HTTP Request: POST" in log_text  # debug logging was on, httpx's line is there
+    assert SECRET not in log_text
+
+
+async def test_an_answer_cut_off_midway_is_retryable(connector):
+    """A server that promises 100 bytes, sends 10 and hangs up: a transport error, worth another try."""
+    import asyncio
+
+    async def cut_off(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut_off, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        from core_connectors_webhook import WebhookTask
+
+        task = WebhookTask(name="cut", url=f"http://127.0.0.1:{port}/hook", method="GET")
+        resource = await connector.do(task.task_template(), "", None)
+    assert resource.phase == TaskExecution.RETRYABLE_FAILED
+    assert resource.message.startswith(f"Webhook could not reach http://127.0.0.1:{port}/hook: RemoteProtocolError")

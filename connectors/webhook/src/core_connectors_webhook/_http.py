@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ipaddress
 import logging
 import socket
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,19 +130,19 @@ class _Body(httpx.AsyncByteStream):  # type: ignore[misc]
             await self._stream.aclose()
 
 
-class _as_httpx_errors:
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
     """httpcore's errors as httpx's of the same name (ConnectTimeout, ReadError, ...), as httpx's own
-    transport does, so callers catch one family."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, httpcore.TimeoutException | httpcore.NetworkError | httpcore.ProtocolError):
-            mapped = getattr(httpx, type(exc).__name__, httpx.TransportError)
-            raise mapped(str(exc)) from exc
-        if isinstance(exc, httpcore.UnsupportedProtocol):
-            raise httpx.UnsupportedProtocol(str(exc)) from exc
+    transport maps them, so that callers catch one family."""
+    try:
+        yield
+    except (
+        httpcore.TimeoutException,
+        httpcore.NetworkError,
+        httpcore.ProtocolError,
+        httpcore.UnsupportedProtocol,
+    ) as e:
+        raise getattr(httpx, type(e).__name__, httpx.TransportError)(str(e)) from e
 
 
 class Clients:
