@@ -386,3 +386,12 @@ async def test_an_answer_cut_off_midway_is_retryable(connector):
         resource = await connector.do(task.task_template(), "", None)
     assert resource.phase == TaskExecution.RETRYABLE_FAILED
     assert resource.message.startswith(f"Webhook could not reach http://127.0.0.1:{port}/hook: RemoteProtocolError")
+
+
+def test_a_get_url_keeps_its_own_query(service, stand_in, template):
+    stand_in.expect_request("/q", query_string="a=1&a=2&b=x").respond_with_data("ok")
+    stand_in.expect_request("/only", query_string="a=1").respond_with_data("ok")
+    with_data = template(url=stand_in.url_for("/q") + "?a=1&a=2", method="GET", data={"b": "x"})
+    assert execute(service, with_data).phase == TaskExecution.SUCCEEDED
+    without_data = template(url=stand_in.url_for("/only") + "?a=1", method="GET")
+    assert execute(service, without_data).phase == TaskExecution.SUCCEEDED

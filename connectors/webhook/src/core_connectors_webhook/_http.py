@@ -33,7 +33,7 @@ MAX_REDIRECTS = 5
 """Hops followed when a task sets ``follow_redirects``; one more is a failure."""
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):  # type: ignore[misc]
+class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolve, check every address, then connect to a checked one; ``inner`` opens the sockets."""
 
     def __init__(self, policy: DestinationPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
@@ -78,7 +78,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):  # type: ignore[misc]
         await self.inner.sleep(seconds)
 
 
-class _Transport(httpx.AsyncBaseTransport):  # type: ignore[misc]
+class _Transport(httpx.AsyncBaseTransport):
     """httpx's transport contract over an httpcore pool that connects through a GuardedBackend."""
 
     def __init__(self, backend: GuardedBackend) -> None:
@@ -116,7 +116,7 @@ class _Transport(httpx.AsyncBaseTransport):  # type: ignore[misc]
         await self._pool.aclose()
 
 
-class _Body(httpx.AsyncByteStream):  # type: ignore[misc]
+class _Body(httpx.AsyncByteStream):
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
@@ -154,10 +154,6 @@ class Clients:
             weakref.WeakKeyDictionary()
         )
 
-    @property
-    def backend(self) -> GuardedBackend:
-        return self._backend
-
     def current(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         client = self._by_loop.get(loop)
@@ -191,8 +187,9 @@ async def exchange(
 ) -> Reply:
     """Send the request (GET: ``data`` as query parameters, POST: as a JSON body) and read at most
     ``max_bytes`` of the answer; the caller bounds the whole exchange in time."""
-    if method == "GET":
-        request = client.build_request("GET", url, headers=headers, params=data or None, timeout=timeout)
+    if method == "GET":  # the URL's own query is kept (httpx's params= would replace it, and flytekit's loses it)
+        target = httpx.URL(url).copy_merge_params(data) if data else url
+        request = client.build_request("GET", target, headers=headers, timeout=timeout)
     else:
         request = client.build_request("POST", url, headers=headers, json=data, timeout=timeout)
     origin = request.url.copy_with(path="/", query=None, fragment=None)
