@@ -42,7 +42,7 @@ _INFO_TYPES = {"info": literal_type_for(dict)}  # what flytekit's WebhookTask de
 
 
 class WebhookConnector(SyncConnectorBase):
-    """``allow``/``deny`` (rules as in ``destinations``) and ``max_response_bytes`` default to the
+    """``allow``/``deny`` (rules as in ``destinations``) and ``max_response_bytes`` each default to the
     environment (``CORE_CONNECTORS_WEBHOOK_ALLOW``, ``_DENY``, ``_MAX_RESPONSE_BYTES``); ``network_backend``
     (an httpcore backend) opens the sockets once the destination passed the checks."""
 
@@ -57,10 +57,7 @@ class WebhookConnector(SyncConnectorBase):
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         super().__init__(task_type_name=TASK_TYPE)
-        if allow is None and deny is None:
-            self.policy = DestinationPolicy.from_env()
-        else:
-            self.policy = DestinationPolicy.from_rules(allow, deny)
+        self.policy = DestinationPolicy.from_env(allow, deny)
         self.max_response_bytes = max_response_bytes if max_response_bytes is not None else _max_bytes_from_env()
         if self.max_response_bytes < 1:
             raise ValueError(f"max_response_bytes must be at least 1, got {self.max_response_bytes}")

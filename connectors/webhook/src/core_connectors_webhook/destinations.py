@@ -101,11 +101,11 @@ class DestinationPolicy:
         return cls(_Rules.parse(allow), _Rules.parse(deny))
 
     @classmethod
-    def from_env(cls) -> DestinationPolicy:
-        try:
-            return cls.from_rules(os.environ.get(ALLOW_ENV), os.environ.get(DENY_ENV))
-        except ValueError as e:
-            raise ValueError(f"{ALLOW_ENV} / {DENY_ENV}: {e}") from None
+    def from_env(
+        cls, allow: str | Iterable[str] | None = None, deny: str | Iterable[str] | None = None
+    ) -> DestinationPolicy:
+        """The rules given here, each list that is None read from its environment variable instead."""
+        return cls(_given_or_env(allow, ALLOW_ENV), _given_or_env(deny, DENY_ENV))
 
     def check(self, host: str, addresses: Sequence[Address]) -> None:
         """Judge ``host`` (as written in the URL) and every address it resolved to."""
@@ -134,6 +134,15 @@ class DestinationPolicy:
             n.version == builtin.version and address in n and n.subnet_of(builtin)  # type: ignore[arg-type]
             for n in self.allow.networks
         )
+
+
+def _given_or_env(rules: str | Iterable[str] | None, variable: str) -> _Rules:
+    if rules is not None:
+        return _Rules.parse(rules)
+    try:
+        return _Rules.parse(os.environ.get(variable))
+    except ValueError as e:
+        raise ValueError(f"{variable}: {e}") from None
 
 
 def _normal_name(host: str) -> str:
