@@ -83,7 +83,7 @@ def test_discovered_through_its_entry_point():
 def test_discovery_loads_no_http_client():
     loaded = modules_after_discovery()
     assert "core_connectors_webhook" in loaded
-    assert not {m for m in loaded if m.split(".")[0] in ("httpx", "httpcore", "anyio", "h11", "grpc")}
+    assert not {m for m in loaded if m.split(".")[0] in ("httpx", "httpcore", "anyio", "h11", "grpc", "asyncio")}
     assert "core_connectors.local" not in loaded and "core_connectors_webhook._http" not in loaded
 
 

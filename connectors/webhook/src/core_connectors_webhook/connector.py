@@ -9,7 +9,6 @@ and the operator's outbound rules are checked on the resolved addresses before a
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -83,6 +82,8 @@ class WebhookConnector(SyncConnectorBase):
         return await self._send(request)
 
     async def _send(self, request: WebhookRequest) -> Resource:
+        import asyncio  # here, like httpx: `core-connectors list` loads the plugin and needs neither
+
         import httpx
 
         from ._http import exchange
