@@ -397,3 +397,39 @@ def test_a_get_url_keeps_its_own_query(service, stand_in, template):
     assert execute(service, with_data).phase == TaskExecution.SUCCEEDED
     without_data = template(url=stand_in.url_for("/only") + "?a=1", method="GET")
     assert execute(service, without_data).phase == TaskExecution.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file:///etc/passwd", "Webhook URL file:///etc/passwd is not valid: Request URL is missing an 'http://'"),
+        ("ftp://h/x", "Webhook URL ftp://h/x is not valid: Request URL has an unsupported protocol 'ftp://'"),
+        ("hooks.example/x", "Webhook URL hooks.example/x is not valid: Request URL is missing an 'http://'"),
+    ],
+)
+async def test_only_http_urls_are_called(connector, sockets, url, message):
+    from core_connectors_webhook import WebhookTask
+
+    resource = await connector.do(WebhookTask(name="bad", url=url).task_template(), "", None)
+    assert resource.phase == TaskExecution.FAILED and resource.message.startswith(message)
+    assert not sockets.connected
+
+
+async def test_a_malformed_request_fails_without_a_retry(connector, stand_in):
+    from core_connectors_webhook import WebhookTask
+
+    task = WebhookTask(name="bad", url=stand_in.url_for("/x"), headers={"X-Split": "a\r\nX-Injected: 1"})
+    resource = await connector.do(task.task_template(), "", None)
+    assert resource.phase == TaskExecution.FAILED
+    assert resource.message.startswith(f"Webhook request to {stand_in.url_for('/x')} cannot be sent:")
+    assert not stand_in.log
+
+
+async def test_data_that_is_not_json_fails_the_task(connector, sockets):
+    from core_connectors_webhook import WebhookTask
+
+    task = WebhookTask(name="bad", url="http://127.0.0.1:9/x", data={"f": "{inputs.f}"}, dynamic_inputs={"f": float})
+    resource = await connector.do(task.task_template(), "", python_to_literal_map({"f": float("inf")}))
+    assert resource.phase == TaskExecution.FAILED
+    assert resource.message.startswith("Webhook request cannot be built: Out of range float values")
+    assert not sockets.connected

@@ -109,13 +109,15 @@ class WebhookConnector(SyncConnectorBase):
         except (asyncio.TimeoutError, httpx.TimeoutException):
             return _failed(TaskExecution.RETRYABLE_FAILED, f"Webhook timed out after {request.timeout:g} s: {where}")
         except httpx.TooManyRedirects as e:
-            return _failed(TaskExecution.FAILED, f"Webhook failed: {e}: {where}")
+            return _failed(TaskExecution.FAILED, f"Webhook to {where} failed: {e}")
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
-            return _failed(TaskExecution.FAILED, f"Webhook URL is not valid: {e}: {where}")
+            return _failed(TaskExecution.FAILED, f"Webhook URL {where} is not valid: {e}")
+        except httpx.LocalProtocolError as e:  # our request is malformed (a header with a line break): no retry
+            return _failed(TaskExecution.FAILED, f"Webhook request to {where} cannot be sent: {e}")
         except httpx.TransportError as e:  # connection refused or reset, a broken answer: worth another try
             return _failed(TaskExecution.RETRYABLE_FAILED, f"Webhook could not reach {where}: {type(e).__name__}: {e}")
         except httpx.RequestError as e:  # e.g. a body that does not decode
-            return _failed(TaskExecution.FAILED, f"Webhook failed: {type(e).__name__}: {e}: {where}")
+            return _failed(TaskExecution.FAILED, f"Webhook to {where} failed: {type(e).__name__}: {e}")
         except (TypeError, ValueError) as e:  # data that cannot be sent as query parameters or JSON
             return _failed(TaskExecution.FAILED, f"Webhook request cannot be built: {e}")
 
