@@ -9,7 +9,7 @@ import pytest
 from flyteidl.core.execution_pb2 import TaskExecution
 from werkzeug import Response
 
-from core_connectors_webhook import DestinationDenied, DestinationPolicy, WebhookConnector
+from core_connectors_webhook import DestinationDenied, DestinationPolicy, WebhookConnector, WebhookTask
 from core_connectors_webhook._http import GuardedBackend
 
 pytestmark = pytest.mark.network
@@ -162,8 +162,6 @@ async def test_redirects_are_followed_when_asked_but_never_to_a_denied_address(
     stand_in.expect_request("/away").respond_with_response(
         Response("moved", status=307, headers={"Location": f"http://127.0.0.2:{stand_in.port}/x"})
     )
-    from core_connectors_webhook import WebhookTask
-
     followed = WebhookTask(name="r", url=stand_in.url_for("/old"), method="GET", follow_redirects=True)
     resource = await connector.do(followed.task_template(), "", None)
     assert resource.phase == TaskExecution.SUCCEEDED, resource.message
@@ -177,8 +175,6 @@ async def test_redirects_are_followed_when_asked_but_never_to_a_denied_address(
 
 
 async def test_a_secret_header_is_not_carried_to_another_origin(make_connector, stand_in, secret_env):
-    from core_connectors_webhook import WebhookTask
-
     other = f"http://localhost:{stand_in.port}/other"  # another origin (name), the same loopback server
     stand_in.expect_request("/start").respond_with_response(Response("", status=302, headers={"Location": other}))
     stand_in.expect_request("/other").respond_with_data("ok")
@@ -197,8 +193,6 @@ async def test_a_secret_header_is_not_carried_to_another_origin(make_connector, 
 
 
 async def test_too_many_redirects_fail(make_connector, stand_in):
-    from core_connectors_webhook import WebhookTask
-
     stand_in.expect_request("/loop").respond_with_response(Response("", status=302, headers={"Location": "/loop"}))
     task = WebhookTask(name="r", url=stand_in.url_for("/loop"), method="GET", follow_redirects=True)
     resource = await make_connector().do(task.task_template(), "", None)

@@ -14,6 +14,7 @@ from flyteidl.core.execution_pb2 import TaskExecution
 from werkzeug import Response
 
 from core_connectors.literals import literal_to_python, python_to_literal_map
+from core_connectors_webhook import WebhookTask
 from core_connectors_webhook.connector import SUCCESS_MESSAGE
 
 SECRET = "whk-DISTINCTIVE-token-0123456789"  # as in conftest (secret_env)
@@ -382,8 +383,6 @@ async def test_an_answer_cut_off_midway_is_retryable(connector):
     server = await asyncio.start_server(cut_off, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        from core_connectors_webhook import WebhookTask
-
         task = WebhookTask(name="cut", url=f"http://127.0.0.1:{port}/hook", method="GET")
         resource = await connector.do(task.task_template(), "", None)
     assert resource.phase == TaskExecution.RETRYABLE_FAILED
@@ -408,16 +407,12 @@ def test_a_get_url_keeps_its_own_query(service, stand_in, template):
     ],
 )
 async def test_only_http_urls_are_called(connector, sockets, url, message):
-    from core_connectors_webhook import WebhookTask
-
     resource = await connector.do(WebhookTask(name="bad", url=url).task_template(), "", None)
     assert resource.phase == TaskExecution.FAILED and resource.message.startswith(message)
     assert not sockets.connected
 
 
 async def test_a_malformed_request_fails_without_a_retry(connector, stand_in):
-    from core_connectors_webhook import WebhookTask
-
     task = WebhookTask(name="bad", url=stand_in.url_for("/x"), headers={"X-Split": "a\r\nX-Injected: 1"})
     resource = await connector.do(task.task_template(), "", None)
     assert resource.phase == TaskExecution.FAILED
@@ -426,8 +421,6 @@ async def test_a_malformed_request_fails_without_a_retry(connector, stand_in):
 
 
 async def test_data_that_is_not_json_fails_the_task(connector, sockets):
-    from core_connectors_webhook import WebhookTask
-
     task = WebhookTask(name="bad", url="http://127.0.0.1:9/x", data={"f": "{inputs.f}"}, dynamic_inputs={"f": float})
     resource = await connector.do(task.task_template(), "", python_to_literal_map({"f": float("inf")}))
     assert resource.phase == TaskExecution.FAILED
