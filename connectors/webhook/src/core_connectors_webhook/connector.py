@@ -118,7 +118,7 @@ class WebhookConnector(SyncConnectorBase):
             return _failed(TaskExecution.RETRYABLE_FAILED, f"Webhook could not reach {where}: {type(e).__name__}: {e}")
         except httpx.RequestError as e:  # e.g. a body that does not decode
             return _failed(TaskExecution.FAILED, f"Webhook to {where} failed: {type(e).__name__}: {e}")
-        except (TypeError, ValueError) as e:  # data that cannot be sent as query parameters or JSON
+        except (TypeError, ValueError) as e:  # data that JSON cannot carry (an infinite float)
             return _failed(TaskExecution.FAILED, f"Webhook request cannot be built: {e}")
 
         status = reply.status_code
