@@ -8,11 +8,12 @@ variable ``<FLYTE_SECRETS_ENV_PREFIX or _FSEC_><KEY>``, then the file
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .errors import SecretNotFound
 
-__all__ = ["get_agent_secret", "get_connector_secret", "secret_values_handed_out"]
+__all__ = ["get_agent_secret", "get_connector_secret", "scrub", "secret_values_handed_out"]
 
 _handed_out: set[str] = set()  # so the service can scrub file-mounted secrets from replies and logs too
 
@@ -48,6 +49,22 @@ def _remember(value: str) -> str:
 def secret_values_handed_out() -> frozenset[str]:
     """Every secret value this process has read, for scrubbing error messages and logs."""
     return frozenset(_handed_out)
+
+
+_SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_FSEC_", re.IGNORECASE)
+_MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would blank out ordinary words
+
+
+def scrub(text: str) -> str:
+    """Replace with ``[redacted]`` the value of every secret-looking environment variable and every secret a
+    connector read through ``get_connector_secret`` (files under /etc/secrets included)."""
+    prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
+    values = set(secret_values_handed_out())
+    values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
+    for value in sorted(values, key=len, reverse=True):  # longest first, so no secret is left half-replaced
+        if len(value) >= _MIN_SECRET_LENGTH:
+            text = text.replace(value, "[redacted]")
+    return text
 
 
 get_agent_secret = get_connector_secret
