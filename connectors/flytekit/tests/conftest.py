@@ -197,3 +197,17 @@ def side_by_side(stands: Stands, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         ours.stop()
         theirs.stop()
+
+
+class Tools:
+    """What the tests use to start services and run the command, as one fixture."""
+
+    bin = BIN
+    start_ours = staticmethod(start_ours)
+    start_pyflyte = staticmethod(start_pyflyte)
+    env = staticmethod(_base_env)
+
+
+@pytest.fixture(scope="session")
+def tools() -> type[Tools]:
+    return Tools
