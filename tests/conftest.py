@@ -29,12 +29,14 @@ def uv() -> str:
 def build_wheel(uv, tmp_path_factory):
     """Build a package's wheel with its own backend (hatchling) into a session-wide folder."""
     out = tmp_path_factory.mktemp("wheels")
+    built: dict[Path, Path] = {}  # each package once per session: a second build would make the same file
 
     def build(package_dir: Path) -> Path:
-        before = set(out.glob("*.whl"))
-        subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(package_dir)], check=True)
-        (wheel,) = set(out.glob("*.whl")) - before
-        return wheel
+        if package_dir not in built:
+            before = set(out.glob("*.whl"))
+            subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(package_dir)], check=True)
+            (built[package_dir],) = set(out.glob("*.whl")) - before
+        return built[package_dir]
 
     return build
 

@@ -64,7 +64,11 @@ def test_a_shadowed_bridged_connector_is_listed_with_where_it_came_from(connecto
         "flytekitplugins-echo",
         "flytekit",
     )
-    assert shadowed["shadowed_by"] == {"entry_point": "echo", "distribution": "core-connectors-echo", "version": "0.1.0"}
+    assert shadowed["shadowed_by"] == {
+        "entry_point": "echo",
+        "distribution": "core-connectors-echo",
+        "version": "0.1.0",
+    }
     table = CliRunner().invoke(main, ["list"], env={"COLUMNS": "200"}).output
     assert "Shadowed by a native connector" in table and "flytekitplugins-echo 1.16.0 (flytekit plugin 'echo'" in table
     assert "CORE_CONNECTORS_DISABLE" in table

@@ -216,3 +216,16 @@ def test_template_inputs_follow_the_interface():
     with pytest.raises(ValueError, match="input 'name' declared by the task's interface is missing"):
         template_inputs(template, inputs)
     assert template_inputs(tasks_pb2.TaskTemplate(), None) == {}
+
+
+def test_python_type_for_reads_back_literal_type_for():
+    import typing
+
+    from core_connectors.literals import python_type_for
+
+    for py_type in (int, float, str, bool, dt.datetime, dt.timedelta, bytes, list[int], dict[str, float], dict):
+        assert python_type_for(literal_type_for(py_type)) == py_type
+    sd = types_pb2.LiteralType(structured_dataset_type=types_pb2.StructuredDatasetType())
+    assert python_type_for(sd) is str
+    with pytest.raises(TypeError, match="no Python type"):
+        python_type_for(literal_type_for(typing.Optional[int]))  # noqa: UP045

@@ -23,8 +23,8 @@ from flyteidl.service import agent_pb2_grpc
 
 pytest.importorskip("flytekit", reason="flytekit 1.16 does not import on Python 3.13")
 
-from core_connectors_bigquery.testing import FakeBigQuery  # noqa: E402
-from core_connectors_openai.testing import FakeOpenAI  # noqa: E402
+from core_connectors_bigquery.testing import FakeBigQuery
+from core_connectors_openai.testing import FakeOpenAI
 
 API_KEY = "sk-side-by-side-0123456789"
 BIN = Path(sys.executable).parent

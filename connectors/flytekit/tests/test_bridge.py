@@ -90,7 +90,9 @@ def test_bridged_calls_do_not_stall_the_service(served):
     sleep_meta = served.async_stub.CreateTask(
         agent_pb2.CreateTaskRequest(template={"type": "sleep", "custom": {"seconds": 60}}), timeout=5
     ).resource_meta
-    blocking = agent_pb2.GetTaskRequest(task_category=agent_pb2.TaskCategory(name="blocking"), resource_meta=b'{"job":"1"}')
+    blocking = agent_pb2.GetTaskRequest(
+        task_category=agent_pb2.TaskCategory(name="blocking"), resource_meta=b'{"job":"1"}'
+    )
     in_flight = [served.async_stub.GetTask.future(blocking, timeout=60) for _ in range(32)]
     time.sleep(0.5)  # the bridge loop is now busy with blocking calls, one after another
     native = agent_pb2.GetTaskRequest(task_category=agent_pb2.TaskCategory(name="sleep"), resource_meta=sleep_meta)
@@ -160,5 +162,7 @@ def test_nothing_of_flytekit_is_imported_without_the_bridge(tools):
     assert imported({"CORE_CONNECTORS_DISABLE": "flytekit"}) == []
     with_bridge = imported({})
     assert "flytekit" in with_bridge and {"flytekitplugins.openai", "flytekitplugins.bigquery"} <= set(with_bridge)
-    entry_module = "import sys, core_connectors_flytekit; print([m for m in sys.modules if m.split('.')[0] == 'flytekit'])"
+    entry_module = (
+        "import sys, core_connectors_flytekit; print([m for m in sys.modules if m.split('.')[0] == 'flytekit'])"
+    )
     assert subprocess.run([sys.executable, "-c", entry_module], capture_output=True, text=True).stdout.strip() == "[]"

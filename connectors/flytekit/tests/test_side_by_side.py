@@ -19,17 +19,17 @@ from flyteidl.core.execution_pb2 import TaskExecution
 
 pytest.importorskip("flytekit", reason="flytekit 1.16 does not import on Python 3.13")
 
-import flytekit  # noqa: E402
-from flytekit.configuration import ImageConfig, SerializationSettings  # noqa: E402
-from flytekit.core.type_engine import TypeEngine  # noqa: E402
-from flytekit.extras.webhook import WebhookTask  # noqa: E402
-from flytekit.sensor.file_sensor import FileSensor  # noqa: E402
-from flytekit.tools.translator import get_serializable  # noqa: E402
-from flytekitplugins.bigquery import BigQueryConfig, BigQueryTask  # noqa: E402
-from flytekitplugins.openai import BatchEndpointTask, ChatGPTTask  # noqa: E402
+import flytekit
+from flytekit.configuration import ImageConfig, SerializationSettings
+from flytekit.core.type_engine import TypeEngine
+from flytekit.extras.webhook import WebhookTask
+from flytekit.sensor.file_sensor import FileSensor
+from flytekit.tools.translator import get_serializable
+from flytekitplugins.bigquery import BigQueryConfig, BigQueryTask
+from flytekitplugins.openai import BatchEndpointTask, ChatGPTTask
 
-from core_connectors.literals import literal_map_to_python  # noqa: E402
-from core_connectors_bigquery.testing import make_metadata  # noqa: E402
+from core_connectors.literals import literal_map_to_python
+from core_connectors_bigquery.testing import make_metadata
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

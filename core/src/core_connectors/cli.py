@@ -95,7 +95,10 @@ def _is_sync(connector: Any) -> bool:
 
 
 def _print_tables(
-    connectors: list[dict[str, Any]], shadowed: list[dict[str, Any]], failures: list[dict[str, Any]], disabled: list[str]
+    connectors: list[dict[str, Any]],
+    shadowed: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    disabled: list[str],
 ) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -36,6 +36,7 @@ __all__ = [
     "literal_type_for",
     "python_to_literal",
     "python_to_literal_map",
+    "python_type_for",
     "structured_dataset_literal",
     "literal_to_python",
     "template_inputs",
@@ -75,9 +76,7 @@ class FlyteDirectory:
     format: str = ""
 
 
-def template_inputs(
-    task_template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap | None
-) -> dict[str, Any]:
+def template_inputs(task_template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap | None) -> dict[str, Any]:
     """The task's inputs as plain values, by the names its interface declares (what flytekit connectors got
     from ``TypeEngine.literal_map_to_kwargs`` with the interface's types). An input the interface declares but
     the map lacks is a ValueError naming it; values the interface does not declare are left out."""
@@ -223,7 +222,8 @@ def _dataclass_as_dict(value: Any) -> dict[str, Any]:
     if type(value).__module__.split(".")[0] == "flytekit":
         raise TypeError(
             f"a flytekit {type(value).__name__} cannot be converted without flytekit's type engine: use "
-            "core_connectors.literals.StructuredDataset, FlyteFile or FlyteDirectory (see docs/porting-from-flytekit.md)"
+            "core_connectors.literals.StructuredDataset, FlyteFile or FlyteDirectory "
+            "(see docs/porting-from-flytekit.md)"
         )
     return dataclasses.asdict(value)
 
@@ -444,6 +444,24 @@ def literal_type_for(py_type: Any) -> types_pb2.LiteralType:
     raise TypeError(f"no Flyte literal type for the Python type {getattr(py_type, '__name__', py_type)!r}")
 
 
+def python_type_for(literal_type: types_pb2.LiteralType) -> Any:
+    """The Python type of the values ``literal_to_python`` gives for ``literal_type`` (what flytekit connectors
+    asked ``TypeEngine.guess_python_type`` for): int, float, str, bool, datetime, timedelta, bytes, None,
+    ``list[T]``, ``dict[str, T]``, dict for STRUCT, str (the URI) for blobs and structured datasets."""
+    kind = literal_type.WhichOneof("type")
+    if kind == "simple":
+        found = _PYTHON_TYPES.get(literal_type.simple)
+        if found is not None:
+            return found
+    elif kind == "collection_type":
+        return list[python_type_for(literal_type.collection_type)]  # type: ignore[misc]
+    elif kind == "map_value_type":
+        return dict[str, python_type_for(literal_type.map_value_type)]  # type: ignore[misc]
+    elif kind in ("blob", "structured_dataset_type", "schema", "enum_type"):
+        return str
+    raise TypeError(f"no Python type for the literal type {json_format.MessageToJson(literal_type, indent=None)}")
+
+
 def _msgpack_struct_type() -> types_pb2.LiteralType:
     """STRUCT with the annotation flytekit 1.16 puts on msgpack-encoded dicts and dataclasses."""
     lt = types_pb2.LiteralType(simple=_Simple.STRUCT)
@@ -482,4 +500,10 @@ _SIMPLE_TYPES: dict[Any, int] = {
     dt.datetime: _Simple.DATETIME,
     dt.timedelta: _Simple.DURATION,
     bytes: _Simple.BINARY,
+}
+
+_PYTHON_TYPES: dict[int, Any] = {
+    **{simple: py_type for py_type, simple in _SIMPLE_TYPES.items()},
+    _Simple.STRUCT: dict,
+    _Simple.NONE: type(None),
 }

@@ -114,6 +114,5 @@ def _source_of(connector: Any) -> PluginSource:
     return PluginSource(entry_point=module, via=BRIDGE)
 
 
-
 def _flytekit_version() -> str:
     return importlib.metadata.version("flytekit")
