@@ -402,6 +402,7 @@ def print_connectors(registry: Registry) -> None:
     failures += [
         f"not served: {s.connector.name} ({s.connector.task_category.name} v{s.connector.task_category.version}) "
         f"from {s.source.describe()}, shadowed by {s.by.describe() or 'a connector registered in code'}"
+        + (f" (CORE_CONNECTORS_DISABLE={s.by.entry_point} serves it instead)" if s.by.entry_point else "")
         for s in registry.shadowed
     ]
     if sys.stderr.isatty():
