@@ -166,3 +166,15 @@ def test_nothing_of_flytekit_is_imported_without_the_bridge(tools):
         "import sys, core_connectors_flytekit; print([m for m in sys.modules if m.split('.')[0] == 'flytekit'])"
     )
     assert subprocess.run([sys.executable, "-c", entry_module], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_discovery_keeps_the_hosts_sigint_handler(tools):
+    keep = (
+        "import signal; from core_connectors.registry import Registry\n"
+        "def mine(*a): pass\n"
+        "signal.signal(signal.SIGINT, mine); r = Registry(); r.discover()\n"
+        "assert any(c.name == 'Sensor' for c, _ in r.connectors()), 'the bridge did not load'\n"
+        "print(signal.getsignal(signal.SIGINT) is mine)"
+    )
+    out = subprocess.run([sys.executable, "-c", keep], capture_output=True, text=True, env=tools.env({}))
+    assert out.stdout.strip() == "True", out.stderr

@@ -13,7 +13,9 @@ import contextlib
 import importlib
 import importlib.metadata
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +57,11 @@ def _load_flytekit() -> None:
     if _loaded:
         return
     _loaded = True
+    with _sigint_kept():
+        _import_flytekit_and_plugins()
+
+
+def _import_flytekit_and_plugins() -> None:
     if "flytekit" not in sys.modules:
         with _flytekit_plugins_hidden():
             importlib.import_module("flytekit")
@@ -73,6 +80,20 @@ def _load_flytekit() -> None:
         except Exception as e:
             source = PluginSource(entry_point=module, distribution="flytekit", version=_flytekit_version(), via=BRIDGE)
             _failures.append(PluginFailure(source, f"flytekit built-in connector: {type(e).__name__}: {e}"))
+
+
+@contextlib.contextmanager
+def _sigint_kept() -> Iterator[None]:
+    """Importing flytekit on the main thread installs its own SIGINT handler, which exits the process (it is
+    for flytekit's local executions): the host's handler (the service's drain, a script's KeyboardInterrupt)
+    stays."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
