@@ -64,8 +64,12 @@ def _install_local(session: nox.Session, *package_dirs: Path, test_extras: bool 
 def _make_test_session(package_dir: Path) -> None:
     name = _short_name(package_dir)
 
+    # A package may test beside other local packages: [tool.core-connectors] test-with = ["sleep", ...]
+    test_with = tomllib.loads((package_dir / "pyproject.toml").read_text()).get("tool", {}).get("core-connectors", {})
+    companions = [ROOT / "connectors" / name for name in test_with.get("test-with", [])]
+
     def tests(session: nox.Session) -> None:
-        _install_local(session, package_dir)
+        _install_local(session, *companions, package_dir)
         paths = [str(package_dir / "tests")]
         if package_dir != CORE:
             paths += [str(p) for p in sorted((ROOT / "tests").glob(f"test_{name}_*.py"))]

@@ -1,7 +1,8 @@
 """core-connectors: Flyte's connector framework without flytekit.
 
-The public names mirror ``flytekit.extend.backend.base_connector``; porting a connector means changing its
-imports. Importing this package stays light: the service, metrics, CLI and local runner load on demand.
+The public names mirror ``flytekit.extend.backend.base_connector``; porting a connector starts with its
+imports (docs/porting-from-flytekit.md). Importing this package stays light: the service, metrics, CLI and
+local runner load on demand.
 """
 
 from __future__ import annotations

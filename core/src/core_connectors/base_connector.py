@@ -1,8 +1,8 @@
 """The connector contract: the names of ``flytekit.extend.backend.base_connector`` without flytekit.
 
-Porting a flytekit connector means changing its imports. Connectors receive the flyteidl messages as they
-arrive on the wire (``TaskTemplate``, ``LiteralMap``, ``TaskExecutionMetadata``); every connector method may
-be a plain ``def`` or an ``async def``.
+Porting a flytekit connector starts with its imports (docs/porting-from-flytekit.md has the rest).
+Connectors receive the flyteidl messages as they arrive on the wire (``TaskTemplate``, ``LiteralMap``,
+``TaskExecutionMetadata``); every connector method may be a plain ``def`` or an ``async def``.
 """
 
 from __future__ import annotations

@@ -394,11 +394,17 @@ def print_connectors(registry: Registry) -> None:
             connector.name,
             f"{connector.task_category.name} ({connector.task_category.version})",
             str(isinstance(connector, SyncConnectorBase)),
-            f"{source.distribution} {source.version}".strip() or "registered in code",
+            source.describe() or "registered in code",
         )
         for connector, source in registry.connectors()
     ]
     failures = [f"plugin {f.source.entry_point!r} failed to load: {f.error}" for f in registry.failures]
+    failures += [
+        f"not served: {s.connector.name} ({s.connector.task_category.name} v{s.connector.task_category.version}) "
+        f"from {s.source.describe()}, shadowed by {s.by.describe() or 'a connector registered in code'}"
+        + (f" (CORE_CONNECTORS_DISABLE={s.by.entry_point} serves it instead)" if s.by.entry_point else "")
+        for s in registry.shadowed
+    ]
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.table import Table
