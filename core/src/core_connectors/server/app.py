@@ -20,10 +20,10 @@ from typing import Any
 
 import grpc
 from flyteidl.service import agent_pb2 as service_pb2
-from flyteidl.service import agent_pb2_grpc
 
 from ..base_connector import SyncConnectorBase
 from ..registry import ConnectorRegistry, Registry
+from . import wire
 from .metrics import METRICS_DIR_ENV, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
 from .watchdog import LoopWatchdog
@@ -131,9 +131,10 @@ class ConnectorServer:
                 ("grpc.max_send_message_length", limit),
             ]
         )
-        agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(AsyncAgentService(self.dispatcher), self.server)
-        agent_pb2_grpc.add_SyncAgentServiceServicer_to_server(SyncAgentService(self.dispatcher), self.server)
-        agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(MetadataService(self.dispatcher), self.server)
+        services = service_pb2.DESCRIPTOR.services_by_name
+        wire.add_service(self.server, services["AsyncAgentService"], AsyncAgentService(self.dispatcher))
+        wire.add_service(self.server, services["SyncAgentService"], SyncAgentService(self.dispatcher))
+        wire.add_service(self.server, services["AgentMetadataService"], MetadataService(self.dispatcher))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

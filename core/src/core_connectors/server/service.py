@@ -20,13 +20,13 @@ from typing import Any, NoReturn
 import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2, types_pb2
-from flyteidl.service import agent_pb2_grpc
 
 from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
 from ..errors import ConnectorNotFound
 from ..registry import Registry
 from .errors import ServiceError, describe_failure
 from .metrics import Metrics
+from .wire import parse
 
 __all__ = ["AsyncAgentService", "Dispatcher", "MetadataService", "SyncAgentService"]
 
@@ -161,19 +161,19 @@ def _resource_idl(resource: Any, output_types: dict[str, types_pb2.LiteralType] 
     raise TypeError(f"the connector returned {type(resource).__name__}, expected a Resource")
 
 
-class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[misc]
+class AsyncAgentService:
     """CreateTask, GetTask, DeleteTask, GetTaskMetrics and the GetTaskLogs stream."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
 
-    async def CreateTask(
-        self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.CreateTaskResponse:
+    async def CreateTask(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.CreateTaskResponse:
         started = time.perf_counter()
-        template = request.template
-        task_type = template.type
+        task_type = ""
         try:
+            request = parse(agent_pb2.CreateTaskRequest, data, "CreateTask")
+            template = request.template
+            task_type = template.type
             if not request.HasField("template"):
                 raise ServiceError(_Code.INVALID_ARGUMENT, "CreateTask request has no task template")
             connector = self.d.connector(task_type, template.task_type_version)
@@ -197,12 +197,12 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         self.d.metrics.succeeded(task_type, "create", started)
         return response
 
-    async def GetTask(
-        self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.GetTaskResponse:
+    async def GetTask(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.GetTaskResponse:
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.GetTaskRequest, data, "GetTask")
+            name, version = _category(request)
             connector = self.d.connector(name, version)
             meta = _decode(connector, request.resource_meta, "get")
             resource = await self.d.call(connector, "get", resource_meta=meta)
@@ -212,12 +212,12 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         self.d.metrics.succeeded(name, "get", started)
         return response
 
-    async def DeleteTask(
-        self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.DeleteTaskResponse:
+    async def DeleteTask(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.DeleteTaskResponse:
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.DeleteTaskRequest, data, "DeleteTask")
+            name, version = _category(request)
             connector = self.d.connector(name, version)
             meta = _decode(connector, request.resource_meta, "delete")
             await self.d.call(connector, "delete", resource_meta=meta)
@@ -226,12 +226,12 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         self.d.metrics.succeeded(name, "delete", started)
         return agent_pb2.DeleteTaskResponse()
 
-    async def GetTaskMetrics(
-        self, request: agent_pb2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.GetTaskMetricsResponse:
+    async def GetTaskMetrics(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.GetTaskMetricsResponse:
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.GetTaskMetricsRequest, data, "GetTaskMetrics")
+            name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_metrics")
             response = await self.d.call(connector, "get_metrics", resource_meta=meta)
             if not isinstance(response, agent_pb2.GetTaskMetricsResponse):
@@ -242,12 +242,14 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         return response
 
     async def GetTaskLogs(
-        self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
+        self, data: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """Stream what the connector gives: one response, or each item of a (sync or async) iterator."""
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.GetTaskLogsRequest, data, "GetTaskLogs")
+            name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
             result = await self.d.call(connector, "get_logs", resource_meta=meta)
             if isinstance(result, agent_pb2.GetTaskLogsResponse):
@@ -293,7 +295,7 @@ def _unimplemented(exc: Exception, task_type: str, method: str) -> Exception:
     return exc
 
 
-class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore[misc]
+class SyncAgentService:
     """ExecuteTaskSync: a header, then the inputs, in; exactly one response with a terminal Resource out.
 
     Protocol errors get INVALID_ARGUMENT (no message, inputs first, or the stream closed after the header:
@@ -305,12 +307,12 @@ class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore
         self.d = dispatcher
 
     async def ExecuteTaskSync(
-        self, request_iterator: AsyncIterator[agent_pb2.ExecuteTaskSyncRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ExecuteTaskSyncResponse]:
         started = time.perf_counter()
         task_type = ""
         try:
-            first = await anext(request_iterator, None)
+            first = await _next_message(request_iterator)
             if first is None or not first.HasField("header"):
                 got = "nothing" if first is None else "the inputs"
                 raise ServiceError(_Code.INVALID_ARGUMENT, f"ExecuteTaskSync expects a header first, got {got}")
@@ -323,7 +325,7 @@ class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore
                     _Code.FAILED_PRECONDITION,
                     f"{connector.name} is an async connector: call CreateTask and GetTask, not ExecuteTaskSync",
                 )
-            second = await anext(request_iterator, None)
+            second = await _next_message(request_iterator)
             if second is None or not second.HasField("inputs"):
                 got = "the end of the stream" if second is None else "a second header"
                 raise ServiceError(
@@ -348,6 +350,11 @@ class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore
         self.d.metrics.succeeded(task_type, "do", started)
 
 
+async def _next_message(requests: AsyncIterator[bytes]) -> agent_pb2.ExecuteTaskSyncRequest | None:
+    data = await anext(requests, None)
+    return None if data is None else parse(agent_pb2.ExecuteTaskSyncRequest, data, "ExecuteTaskSync")
+
+
 def _phase_name(phase: int) -> str:
     from flyteidl.core.execution_pb2 import TaskExecution
 
@@ -357,28 +364,31 @@ def _phase_name(phase: int) -> str:
         return str(phase)
 
 
-class MetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type: ignore[misc]
+class MetadataService:
     """ListAgents (cached) and GetAgent, from the registry."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
 
-    async def ListAgents(
-        self, request: agent_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.ListAgentsResponse:
+    async def ListAgents(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.ListAgentsResponse:
         started = time.perf_counter()
+        try:
+            parse(agent_pb2.ListAgentsRequest, data, "ListAgents")
+        except ServiceError as e:
+            await self.d.fail(context, e, "", "list_agents", started)
         response = self.d.list_agents()
         self.d.metrics.succeeded("", "list_agents", started)
         return response
 
-    async def GetAgent(
-        self, request: agent_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.GetAgentResponse:
+    async def GetAgent(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.GetAgentResponse:
         started = time.perf_counter()
         try:
+            request = parse(agent_pb2.GetAgentRequest, data, "GetAgent")
             agent = self.d.registry.get_connector_metadata(request.name)
         except ConnectorNotFound:
             error = ServiceError(_Code.NOT_FOUND, f"Cannot find connector for name: {request.name}.")
             await self.d.fail(context, error, "", "get_agent", started)
+        except ServiceError as e:
+            await self.d.fail(context, e, "", "get_agent", started)
         self.d.metrics.succeeded("", "get_agent", started)
         return agent_pb2.GetAgentResponse(agent=agent)
