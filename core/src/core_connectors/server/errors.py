@@ -13,13 +13,12 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import re
 import traceback
 from dataclasses import dataclass
 
 import grpc
 
-from ..secrets import secret_values_handed_out
+from ..secrets import scrub
 
 __all__ = ["Failure", "ServiceError", "describe_failure", "scrub"]
 
@@ -41,8 +40,6 @@ HTTP_CODES = {
     _Code.DEADLINE_EXCEEDED: "504",
 }
 
-_SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_FSEC_", re.IGNORECASE)
-_MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would blank out ordinary words
 _MAX_MESSAGE = 2000  # gRPC details travel in a header; keep them well under its size limit
 
 
@@ -61,18 +58,6 @@ class Failure:
     code: grpc.StatusCode
     details: str
     error_code: str
-
-
-def scrub(text: str) -> str:
-    """Replace with ``[redacted]`` the value of every secret-looking environment variable and every secret a
-    connector read through ``get_connector_secret`` (files under /etc/secrets included)."""
-    prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
-    values = set(secret_values_handed_out())
-    values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
-    for value in sorted(values, key=len, reverse=True):  # longest first, so no secret is left half-replaced
-        if len(value) >= _MIN_SECRET_LENGTH:
-            text = text.replace(value, "[redacted]")
-    return text
 
 
 def describe_failure(exc: BaseException, operation: str, task_type: str) -> Failure:

@@ -20,10 +20,12 @@ from typing import Any, NoReturn
 import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2, types_pb2
+from google.protobuf import struct_pb2
 
 from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
 from ..errors import ConnectorNotFound
 from ..registry import Registry
+from ..secrets import scrub
 from .errors import ServiceError, describe_failure
 from .metrics import Metrics
 from .wire import parse
@@ -155,10 +157,39 @@ def _output_types(template: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.Liter
 
 def _resource_idl(resource: Any, output_types: dict[str, types_pb2.LiteralType] | None) -> agent_pb2.Resource:
     if isinstance(resource, Resource):
-        return resource.to_flyte_idl_sync(output_types)
+        return _scrubbed(resource.to_flyte_idl_sync(output_types))
     if isinstance(resource, agent_pb2.Resource):
-        return resource
+        return _scrubbed(resource)
     raise TypeError(f"the connector returned {type(resource).__name__}, expected a Resource")
+
+
+def _scrubbed(resource: agent_pb2.Resource) -> agent_pb2.Resource:
+    """Secrets out of the words a connector returns (a vendor's error echoed with the key in it): the message,
+    log link names and URIs, and custom_info's strings. Outputs are the task's data and stay as they are."""
+    if resource.message:
+        resource.message = scrub(resource.message)
+    for link in resource.log_links:
+        link.name = scrub(link.name)
+        link.uri = scrub(link.uri)
+    if resource.HasField("custom_info"):
+        _scrub_struct(resource.custom_info)
+    return resource
+
+
+def _scrub_struct(struct: struct_pb2.Struct) -> None:
+    for value in struct.fields.values():
+        _scrub_value(value)
+
+
+def _scrub_value(value: struct_pb2.Value) -> None:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        value.string_value = scrub(value.string_value)
+    elif kind == "struct_value":
+        _scrub_struct(value.struct_value)
+    elif kind == "list_value":
+        for item in value.list_value.values:
+            _scrub_value(item)
 
 
 class AsyncAgentService:
@@ -253,7 +284,7 @@ class AsyncAgentService:
             connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
             result = await self.d.call(connector, "get_logs", resource_meta=meta)
             if isinstance(result, agent_pb2.GetTaskLogsResponse):
-                yield result
+                yield _logs_response(result)
             elif hasattr(result, "__aiter__"):
                 async for item in result:
                     yield _logs_response(item)
@@ -282,6 +313,11 @@ class AsyncAgentService:
 
 def _logs_response(item: Any) -> agent_pb2.GetTaskLogsResponse:
     if isinstance(item, agent_pb2.GetTaskLogsResponse):
+        if item.HasField("body"):
+            lines = item.body.results
+            lines[:] = [scrub(line) for line in lines]
+            for line in getattr(item.body, "structured_lines", ()):  # newer flyteidl
+                line.message = scrub(line.message)
         return item
     raise TypeError(f"get_logs yielded {type(item).__name__}, expected GetTaskLogsResponse")
 
