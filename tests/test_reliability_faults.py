@@ -5,12 +5,20 @@ rest of the service keeps serving.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import grpc
+import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
+from flyteidl.service import agent_pb2_grpc
 
 from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, get_connector_secret
+from core_connectors.server.metrics import Metrics
 
 Phase = execution_pb2.TaskExecution
 TIMEOUT = 5
@@ -80,3 +88,154 @@ def test_a_secret_is_scrubbed_from_everything_a_connector_returns(connector_serv
     )
     logs = list(service.async_stub.GetTaskLogs(request, timeout=TIMEOUT))
     assert [list(r.body.results) for r in logs] == [["starting", "auth with [redacted] failed"]]
+
+
+# ------------------------------------------------------------------------------------------------ bulkheads
+class HangingConnector(_Base):
+    """A vendor that stops answering: every plain ``def get`` blocks until the test lets go."""
+
+    name = "Hanging Connector"
+
+    def __init__(self, task_type: str = "hang") -> None:
+        super().__init__(task_type)
+        self.release = threading.Event()
+
+    def get(self, resource_meta, **kwargs):
+        self.release.wait(30)
+        return Resource(phase=Phase.SUCCEEDED)
+
+
+class HealthyConnector(_Base):
+    name = "Healthy Connector"
+
+    def __init__(self) -> None:
+        super().__init__("healthy")
+
+    def get(self, resource_meta, **kwargs):
+        return Resource(phase=Phase.RUNNING)
+
+
+class BoundedAsyncConnector(_Base):
+    """An ``async def`` connector that declares its own bound."""
+
+    name = "Bounded Async Connector"
+    max_concurrent_calls = 1
+
+    def __init__(self) -> None:
+        super().__init__("bounded")
+        self.release = asyncio.Event()
+
+    async def get(self, resource_meta, **kwargs):
+        await asyncio.wait_for(self.release.wait(), 30)
+        return Resource(phase=Phase.SUCCEEDED)
+
+
+def _failures(service, task_type: str, error_code: str) -> float:
+    registry = Metrics.for_registry().registry
+    sample = registry.get_sample_value(
+        "flyte_connector_requests_failure_total",
+        {"task_type": task_type, "operation": "get", "error_code": error_code},
+    )
+    return sample or 0.0
+
+
+def test_a_hanging_connector_cannot_starve_a_healthy_one(connector_service):
+    hanging, healthy = HangingConnector(), HealthyConnector()
+    service = connector_service(hanging, healthy, threads=8)  # the hanging one may take 4 threads
+    stub = service.async_stub
+    before = _failures(service, "hang", "429")
+    with ThreadPoolExecutor(12) as pool:
+        try:
+            stuck = [pool.submit(stub.GetTask, get_request("hang"), timeout=20) for _ in range(8)]
+            time.sleep(0.3)  # the first four are in the pool, the others wait for a slot
+            took = []
+            for _ in range(20):
+                started = time.perf_counter()
+                assert stub.GetTask(get_request("healthy"), timeout=TIMEOUT).resource.phase == Phase.RUNNING
+                took.append(time.perf_counter() - started)
+            assert max(took) < 0.5, took  # answered promptly while the other connector hangs
+            time.sleep(1.5)  # past the short wait of the four over the bound
+            refused = [f.exception() for f in stuck if f.done()]
+        finally:
+            hanging.release.set()
+        assert len(refused) == 4
+        assert [f.result(10).resource.phase for f in stuck if f.exception() is None] == [Phase.SUCCEEDED] * 4
+    for error in refused:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "Hanging Connector is at its limit of 4 concurrent calls" in error.details()
+    assert _failures(service, "hang", "429") - before == 4
+
+
+def test_a_connector_class_attribute_bounds_its_async_calls(connector_service):
+    connector = BoundedAsyncConnector()
+    service = connector_service(connector)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(service.async_stub.GetTask, get_request("bounded"), timeout=10)
+        time.sleep(0.2)
+        with pytest.raises(grpc.RpcError) as caught:
+            service.async_stub.GetTask(get_request("bounded"), timeout=TIMEOUT)
+        service.loop.call_soon_threadsafe(connector.release.set)
+        assert first.result(10).resource.phase == Phase.SUCCEEDED
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "Bounded Async Connector is at its limit of 1 concurrent calls" in caught.value.details()
+
+
+def test_the_serve_option_overrides_the_bound(connector_service):
+    connector = HangingConnector()
+    service = connector_service(connector, threads=64, max_concurrent_calls={"hang": 2})
+    with ThreadPoolExecutor(3) as pool:
+        try:
+            stuck = [pool.submit(service.async_stub.GetTask, get_request("hang"), timeout=10) for _ in range(3)]
+            time.sleep(1.5)  # past the short wait of the one over the bound
+            (refused,) = [f.exception() for f in stuck if f.done()]
+        finally:
+            connector.release.set()
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 2 concurrent calls" in refused.details()
+
+
+def test_a_caller_that_gives_up_does_not_free_the_slot_of_a_call_still_running(connector_service):
+    """The slot belongs to the thread: a deadline that expires does not let a hanging vendor take more threads."""
+    connector = HangingConnector()
+    service = connector_service(connector, threads=64, max_concurrent_calls={"hang": 1})
+    try:
+        with pytest.raises(grpc.RpcError) as first:
+            service.async_stub.GetTask(get_request("hang"), timeout=0.3)
+        assert first.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        with pytest.raises(grpc.RpcError) as second:
+            service.async_stub.GetTask(get_request("hang"), timeout=TIMEOUT)
+        assert second.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        connector.release.set()
+    time.sleep(0.1)
+    assert service.async_stub.GetTask(get_request("hang"), timeout=TIMEOUT).resource.phase == Phase.SUCCEEDED
+
+
+# ------------------------------------------------------------------------------------------------ sizes
+class HugeConnector(_Base):
+    name = "Huge Connector"
+
+    def __init__(self) -> None:
+        super().__init__("huge")
+
+    async def get(self, resource_meta, **kwargs):
+        return Resource(phase=Phase.SUCCEEDED, message="x" * (2 * 2**20))
+
+
+def test_a_reply_over_the_size_limit_names_the_flag(connector_service):
+    service = connector_service(HugeConnector(), max_message_mb=1)
+    with pytest.raises(grpc.RpcError) as caught:
+        service.async_stub.GetTask(get_request("huge"), timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "GetTask: the reply is 2.0 MiB, over the limit of 1 MiB (--max-message-mb)" in caught.value.details()
+
+
+def test_a_request_over_the_size_limit_names_the_flag(connector_service):
+    service = connector_service(HealthyConnector(), max_message_mb=1)
+    request = get_request("healthy")
+    request.resource_meta = b" " * (3 * 2**19)  # 1.5 MiB
+    channel = grpc.insecure_channel(service.address, options=[("grpc.max_send_message_length", 8 * 2**20)])
+    with channel, pytest.raises(grpc.RpcError) as caught:
+        agent_pb2_grpc.AsyncAgentServiceStub(channel).GetTask(request, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "GetTask: the request is 1.5 MiB, over the limit of 1 MiB (--max-message-mb)" in caught.value.details()

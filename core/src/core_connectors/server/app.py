@@ -78,6 +78,7 @@ class ConnectorServer:
         prometheus_port: int | None = None,
         metrics_registry: Any = None,
         slow_callback_seconds: float = 0.1,
+        max_concurrent_calls: dict[str, int] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else ConnectorRegistry.current()
         self.host = host
@@ -89,6 +90,7 @@ class ConnectorServer:
         self.prometheus_port = prometheus_port
         self.metrics_registry = metrics_registry
         self.slow_callback_seconds = slow_callback_seconds
+        self.max_concurrent_calls = dict(max_concurrent_calls or {})
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="connector")
         self.server: Any = None
         self.health: Any = None
@@ -122,12 +124,21 @@ class ConnectorServer:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
-        self.dispatcher = Dispatcher(self.registry, self.executor, metrics)
         limit = self.max_message_mb * 1024 * 1024
+        self.dispatcher = Dispatcher(
+            self.registry,
+            self.executor,
+            metrics,
+            threads=self.threads,
+            limits=self.max_concurrent_calls,
+            max_message_bytes=limit,
+        )
         self.server = grpc.aio.server(
             options=[
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
-                ("grpc.max_receive_message_length", limit),
+                # gRPC's own check words its refusal without the flag: ours (wire.parse) answers up to twice the
+                # limit, naming --max-message-mb; gRPC still bounds what is read beyond that.
+                ("grpc.max_receive_message_length", 2 * limit),
                 ("grpc.max_send_message_length", limit),
             ]
         )
@@ -234,6 +245,7 @@ class ServeOptions:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     max_message_mb: int = 4
+    max_concurrent_calls: dict[str, int] = field(default_factory=dict)  # task type -> bound
     timeout: float | None = None
     log_format: str = "text"
     log_level: str = "INFO"
@@ -274,6 +286,7 @@ async def _serve(options: ServeOptions) -> int:
         port=options.port,
         threads=options.threads,
         max_message_mb=options.max_message_mb,
+        max_concurrent_calls=options.max_concurrent_calls,
         tls=options.tls(),
         reuse_port=options.worker_index is not None,
         prometheus_port=None if options.worker_index is not None else (options.prometheus_port or None),

@@ -32,6 +32,7 @@ HTTP_CODES = {
     _Code.INVALID_ARGUMENT: "400",
     _Code.FAILED_PRECONDITION: "400",
     _Code.NOT_FOUND: "404",
+    _Code.RESOURCE_EXHAUSTED: "429",
     _Code.CANCELLED: "499",
     _Code.INTERNAL: "500",
     _Code.UNKNOWN: "500",

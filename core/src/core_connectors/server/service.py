@@ -9,10 +9,11 @@ fails.
 from __future__ import annotations
 
 import asyncio
-import functools
+import concurrent.futures
 import inspect
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from types import CodeType
 from typing import Any, NoReturn
@@ -21,6 +22,7 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2, types_pb2
 from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 
 from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
 from ..errors import ConnectorNotFound
@@ -28,9 +30,9 @@ from ..registry import Registry
 from ..secrets import scrub
 from .errors import ServiceError, describe_failure
 from .metrics import Metrics
-from .wire import parse
+from .wire import parse, too_large
 
-__all__ = ["AsyncAgentService", "Dispatcher", "MetadataService", "SyncAgentService"]
+__all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "SyncAgentService"]
 
 _Code = grpc.StatusCode
 _ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
@@ -43,10 +45,23 @@ class Dispatcher:
     replaced after the start is found); method kinds are cached per connector.
     """
 
-    def __init__(self, registry: Registry, executor: Executor, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        executor: Executor,
+        metrics: Metrics,
+        *,
+        threads: int = 128,
+        limits: Mapping[str, int] | None = None,
+        max_message_bytes: int = 4 * 2**20,
+    ) -> None:
         self.registry = registry
         self.executor = executor
         self.metrics = metrics
+        self.default_limit = max(1, threads // 2)  # two hanging connectors cannot take the whole pool
+        self.limits = dict(limits or {})  # task type -> bound, from --max-concurrent-calls
+        self.max_message_bytes = max_message_bytes
+        self._bulkheads: dict[ConnectorBase, Bulkhead] = {}
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self._kinds: dict[tuple[int, str], tuple[Callable[..., Any], int]] = {}
         self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
@@ -86,16 +101,43 @@ class Dispatcher:
 
     # ---------------------------------------------------------------------------------------- calling
     async def call(self, connector: ConnectorBase, method: str, **kwargs: Any) -> Any:
-        """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool."""
+        """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool,
+        within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set)."""
         fn, kind = self._method(connector, method)
-        if kind == _ASYNC:
-            return await fn(**kwargs)
-        if kind == _ASYNC_GEN:
-            return fn(**kwargs)
-        result = await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, **kwargs))
+        bulkhead = self.bulkhead(connector)
+        if kind != _PLAIN:
+            if not bulkhead.explicit:
+                return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
+            await bulkhead.enter()
+            try:
+                return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
+            finally:
+                bulkhead.leave()
+        await bulkhead.enter()
+        # The slot is freed when the thread is done, not when the caller gives up: a hanging call holds it.
+        future = self.executor.submit(_call_and_leave, bulkhead, fn, kwargs)
+        future.add_done_callback(bulkhead.leave_if_cancelled)
+        result = await asyncio.wrap_future(future)
         if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
             result = await result
         return result
+
+    def bulkhead(self, connector: ConnectorBase) -> Bulkhead:
+        found = self._bulkheads.get(connector)
+        if found is None:
+            limit = self.limits.get(connector.task_category.name) or connector.max_concurrent_calls
+            explicit = limit is not None
+            found = Bulkhead(connector.name, limit or self.default_limit, explicit)
+            self._bulkheads[connector] = found  # kept across registry changes: calls in flight hold slots
+        return found
+
+    def fits(self, response: Message, rpc: str) -> None:
+        """RESOURCE_EXHAUSTED naming --max-message-mb for a reply gRPC would refuse to send."""
+        size = response.ByteSize()
+        if size > self.max_message_bytes:
+            raise ServiceError(
+                _Code.RESOURCE_EXHAUSTED, f"{rpc}: the reply is {too_large(size, self.max_message_bytes)}"
+            )
 
     def _method(self, connector: ConnectorBase, method: str) -> tuple[Callable[..., Any], int]:
         key = (id(connector), method)
@@ -127,6 +169,60 @@ class Dispatcher:
         self.metrics.failed(task_type, operation, failure.error_code, started)
         await context.abort(failure.code, failure.details)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+BULKHEAD_WAIT = 0.5
+"""Seconds a call over its connector's bound waits for a free slot before RESOURCE_EXHAUSTED."""
+
+
+class Bulkhead:
+    """At most ``limit`` calls of one connector at once, counted across threads: a slot taken on the loop is
+    given back by the pool thread that ran the call."""
+
+    __slots__ = ("_lock", "explicit", "in_use", "limit", "name")
+
+    def __init__(self, name: str, limit: int, explicit: bool) -> None:
+        self.name = name
+        self.limit = limit
+        self.explicit = explicit  # set by flag or class attribute, not derived from the pool
+        self.in_use = 0
+        self._lock = threading.Lock()
+
+    def _try_enter(self) -> bool:
+        with self._lock:
+            if self.in_use < self.limit:
+                self.in_use += 1
+                return True
+            return False
+
+    async def enter(self) -> None:
+        if self._try_enter():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BULKHEAD_WAIT
+        while loop.time() < deadline:  # only when saturated: a short poll costs nothing on the fast path
+            await asyncio.sleep(0.01)
+            if self._try_enter():
+                return
+        raise ServiceError(
+            _Code.RESOURCE_EXHAUSTED,
+            f"{self.name} is at its limit of {self.limit} concurrent calls (--max-concurrent-calls); try again later",
+        )
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_use -= 1
+
+    def leave_if_cancelled(self, future: concurrent.futures.Future[Any]) -> None:
+        if future.cancelled():  # never started: _call_and_leave did not run
+            self.leave()
+
+
+def _call_and_leave(bulkhead: Bulkhead, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(**kwargs)
+    finally:
+        bulkhead.leave()
 
 
 def _decode(connector: ConnectorBase, data: bytes, operation: str) -> Any:
@@ -202,7 +298,7 @@ class AsyncAgentService:
         started = time.perf_counter()
         task_type = ""
         try:
-            request = parse(agent_pb2.CreateTaskRequest, data, "CreateTask")
+            request = parse(agent_pb2.CreateTaskRequest, data, "CreateTask", self.d.max_message_bytes)
             template = request.template
             task_type = template.type
             if not request.HasField("template"):
@@ -223,6 +319,7 @@ class AsyncAgentService:
                 task_execution_metadata=request.task_execution_metadata,
             )
             response = agent_pb2.CreateTaskResponse(resource_meta=meta.encode())
+            self.d.fits(response, "CreateTask")
         except Exception as e:
             await self.d.fail(context, e, task_type, "create", started)
         self.d.metrics.succeeded(task_type, "create", started)
@@ -232,12 +329,13 @@ class AsyncAgentService:
         started = time.perf_counter()
         name = ""
         try:
-            request = parse(agent_pb2.GetTaskRequest, data, "GetTask")
+            request = parse(agent_pb2.GetTaskRequest, data, "GetTask", self.d.max_message_bytes)
             name, version = _category(request)
             connector = self.d.connector(name, version)
             meta = _decode(connector, request.resource_meta, "get")
             resource = await self.d.call(connector, "get", resource_meta=meta)
             response = agent_pb2.GetTaskResponse(resource=_resource_idl(resource, None))
+            self.d.fits(response, "GetTask")
         except Exception as e:
             await self.d.fail(context, e, name, "get", started)
         self.d.metrics.succeeded(name, "get", started)
@@ -247,7 +345,7 @@ class AsyncAgentService:
         started = time.perf_counter()
         name = ""
         try:
-            request = parse(agent_pb2.DeleteTaskRequest, data, "DeleteTask")
+            request = parse(agent_pb2.DeleteTaskRequest, data, "DeleteTask", self.d.max_message_bytes)
             name, version = _category(request)
             connector = self.d.connector(name, version)
             meta = _decode(connector, request.resource_meta, "delete")
@@ -261,12 +359,13 @@ class AsyncAgentService:
         started = time.perf_counter()
         name = ""
         try:
-            request = parse(agent_pb2.GetTaskMetricsRequest, data, "GetTaskMetrics")
+            request = parse(agent_pb2.GetTaskMetricsRequest, data, "GetTaskMetrics", self.d.max_message_bytes)
             name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_metrics")
             response = await self.d.call(connector, "get_metrics", resource_meta=meta)
             if not isinstance(response, agent_pb2.GetTaskMetricsResponse):
                 raise TypeError(f"get_metrics returned {type(response).__name__}, expected GetTaskMetricsResponse")
+            self.d.fits(response, "GetTaskMetrics")
         except Exception as e:
             await self.d.fail(context, _unimplemented(e, name, "get_metrics"), name, "get_metrics", started)
         self.d.metrics.succeeded(name, "get_metrics", started)
@@ -279,23 +378,28 @@ class AsyncAgentService:
         started = time.perf_counter()
         name = ""
         try:
-            request = parse(agent_pb2.GetTaskLogsRequest, data, "GetTaskLogs")
+            request = parse(agent_pb2.GetTaskLogsRequest, data, "GetTaskLogs", self.d.max_message_bytes)
             name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
             result = await self.d.call(connector, "get_logs", resource_meta=meta)
             if isinstance(result, agent_pb2.GetTaskLogsResponse):
-                yield _logs_response(result)
+                yield self._logs_response(result)
             elif hasattr(result, "__aiter__"):
                 async for item in result:
-                    yield _logs_response(item)
+                    yield self._logs_response(item)
             elif isinstance(result, Iterator) or hasattr(result, "__iter__"):
                 async for item in self._iterate_in_pool(iter(result)):
-                    yield _logs_response(item)
+                    yield self._logs_response(item)
             else:
                 raise TypeError(f"get_logs returned {type(result).__name__}, expected GetTaskLogsResponse(s)")
         except Exception as e:
             await self.d.fail(context, _unimplemented(e, name, "get_logs"), name, "get_logs", started)
         self.d.metrics.succeeded(name, "get_logs", started)
+
+    def _logs_response(self, item: Any) -> agent_pb2.GetTaskLogsResponse:
+        response = _logs_response(item)
+        self.d.fits(response, "GetTaskLogs")
+        return response
 
     def _optional(self, name: str, version: int, data: bytes, method: str) -> tuple[ConnectorBase, Any]:
         connector = self.d.connector(name, version)
@@ -348,7 +452,7 @@ class SyncAgentService:
         started = time.perf_counter()
         task_type = ""
         try:
-            first = await _next_message(request_iterator)
+            first = await self._next_message(request_iterator)
             if first is None or not first.HasField("header"):
                 got = "nothing" if first is None else "the inputs"
                 raise ServiceError(_Code.INVALID_ARGUMENT, f"ExecuteTaskSync expects a header first, got {got}")
@@ -361,7 +465,7 @@ class SyncAgentService:
                     _Code.FAILED_PRECONDITION,
                     f"{connector.name} is an async connector: call CreateTask and GetTask, not ExecuteTaskSync",
                 )
-            second = await _next_message(request_iterator)
+            second = await self._next_message(request_iterator)
             if second is None or not second.HasField("inputs"):
                 got = "the end of the stream" if second is None else "a second header"
                 raise ServiceError(
@@ -380,15 +484,17 @@ class SyncAgentService:
                     "a sync connector must return SUCCEEDED, FAILED, RETRYABLE_FAILED or ABORTED"
                 )
             response = agent_pb2.ExecuteTaskSyncResponse(header=agent_pb2.ExecuteTaskSyncResponseHeader(resource=idl))
+            self.d.fits(response, "ExecuteTaskSync")
         except Exception as e:
             await self.d.fail(context, e, task_type, "do", started)
         yield response
         self.d.metrics.succeeded(task_type, "do", started)
 
-
-async def _next_message(requests: AsyncIterator[bytes]) -> agent_pb2.ExecuteTaskSyncRequest | None:
-    data = await anext(requests, None)
-    return None if data is None else parse(agent_pb2.ExecuteTaskSyncRequest, data, "ExecuteTaskSync")
+    async def _next_message(self, requests: AsyncIterator[bytes]) -> agent_pb2.ExecuteTaskSyncRequest | None:
+        data = await anext(requests, None)
+        if data is None:
+            return None
+        return parse(agent_pb2.ExecuteTaskSyncRequest, data, "ExecuteTaskSync", self.d.max_message_bytes)
 
 
 def _phase_name(phase: int) -> str:
@@ -409,7 +515,7 @@ class MetadataService:
     async def ListAgents(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.ListAgentsResponse:
         started = time.perf_counter()
         try:
-            parse(agent_pb2.ListAgentsRequest, data, "ListAgents")
+            parse(agent_pb2.ListAgentsRequest, data, "ListAgents", self.d.max_message_bytes)
         except ServiceError as e:
             await self.d.fail(context, e, "", "list_agents", started)
         response = self.d.list_agents()
@@ -419,7 +525,7 @@ class MetadataService:
     async def GetAgent(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.GetAgentResponse:
         started = time.perf_counter()
         try:
-            request = parse(agent_pb2.GetAgentRequest, data, "GetAgent")
+            request = parse(agent_pb2.GetAgentRequest, data, "GetAgent", self.d.max_message_bytes)
             agent = self.d.registry.get_connector_metadata(request.name)
         except ConnectorNotFound:
             error = ServiceError(_Code.NOT_FOUND, f"Cannot find connector for name: {request.name}.")

@@ -18,15 +18,18 @@ from google.protobuf.message import Message
 
 from .errors import ServiceError
 
-__all__ = ["add_service", "parse"]
+__all__ = ["add_service", "parse", "too_large"]
 
 _M = TypeVar("_M", bound=Message)
 _MAX_REASON = 200  # the parser's words only; the payload is never quoted
 
 
-def parse(message_type: type[_M], data: bytes, rpc: str) -> _M:
+def parse(message_type: type[_M], data: bytes, rpc: str, limit: int) -> _M:
     """The request ``data`` as ``message_type``; INVALID_ARGUMENT naming ``rpc`` and the reason when it does not
-    parse (truncated or random bytes, wrong wire types, bad UTF-8 in a string, nesting past protobuf's limit)."""
+    parse (truncated or random bytes, wrong wire types, bad UTF-8 in a string, nesting past protobuf's limit),
+    RESOURCE_EXHAUSTED naming the limit when it is over ``limit`` bytes."""
+    if len(data) > limit:
+        raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{rpc}: the request is {too_large(len(data), limit)}")
     try:
         return message_type.FromString(data)
     except Exception as e:  # DecodeError from upb; RecursionError or UnicodeDecodeError from pure-Python protobuf
@@ -34,6 +37,11 @@ def parse(message_type: type[_M], data: bytes, rpc: str) -> _M:
             grpc.StatusCode.INVALID_ARGUMENT,
             f"{rpc}: the request is not a valid {_full_name(message_type)} ({_reason(e)})",
         ) from None
+
+
+def too_large(size: int, limit: int) -> str:
+    """The words for a message over the service's size limit, naming the flag that sets it."""
+    return f"{size / 2**20:.1f} MiB, over the limit of {limit / 2**20:g} MiB (--max-message-mb)"
 
 
 def _full_name(message_type: Any) -> str:
