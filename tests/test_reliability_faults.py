@@ -15,9 +15,18 @@ import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
+from flyteidl.core.literals_pb2 import LiteralMap
+from flyteidl.core.tasks_pb2 import TaskTemplate
 from flyteidl.service import agent_pb2_grpc
 
-from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, get_connector_secret
+from core_connectors import (
+    AsyncConnectorBase,
+    Resource,
+    ResourceMeta,
+    RetryableFailure,
+    SyncConnectorBase,
+    get_connector_secret,
+)
 from core_connectors.server.metrics import Metrics
 
 Phase = execution_pb2.TaskExecution
@@ -239,3 +248,67 @@ def test_a_request_over_the_size_limit_names_the_flag(connector_service):
         agent_pb2_grpc.AsyncAgentServiceStub(channel).GetTask(request, timeout=TIMEOUT)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "GetTask: the request is 1.5 MiB, over the limit of 1 MiB (--max-message-mb)" in caught.value.details()
+
+
+# ------------------------------------------------------------------------------------------------ retryable
+class FlakyVendorConnector(_Base):
+    """A vendor that answers 503: the connector says so with RetryableFailure, the key in the vendor's words."""
+
+    name = "Flaky Vendor Connector"
+
+    def __init__(self) -> None:
+        super().__init__("flaky")
+
+    def create(self, task_template, output_prefix, inputs=None, task_execution_metadata=None, **kwargs):
+        raise RetryableFailure("vendor answered 503, try later")
+
+    async def get(self, resource_meta, **kwargs):
+        raise RetryableFailure(f"vendor answered 503 for key {get_connector_secret('vendor_api_key')}")
+
+
+class FlakySyncConnector(SyncConnectorBase):
+    name = "Flaky Sync Connector"
+
+    def __init__(self) -> None:
+        super().__init__(task_type_name="flaky-sync")
+
+    def do(self, task_template, output_prefix, inputs=None, **kwargs):
+        raise RetryableFailure("rate limited (429)")
+
+
+def _execute_sync(service, task_type: str) -> agent_pb2.Resource:
+    messages = [
+        agent_pb2.ExecuteTaskSyncRequest(header=agent_pb2.CreateRequestHeader(template=TaskTemplate(type=task_type))),
+        agent_pb2.ExecuteTaskSyncRequest(inputs=LiteralMap()),
+    ]
+    (reply,) = service.sync_stub.ExecuteTaskSync(iter(messages), timeout=TIMEOUT)
+    return reply.header.resource
+
+
+def test_a_retryable_failure_is_a_resource_propeller_retries(connector_service, monkeypatch):
+    monkeypatch.setenv("_FSEC_VENDOR_API_KEY", SECRET)
+    service = connector_service(FlakyVendorConnector(), FlakySyncConnector())
+    resource = service.async_stub.GetTask(get_request("flaky"), timeout=TIMEOUT).resource
+    assert resource.phase == Phase.RETRYABLE_FAILED
+    assert resource.message == "vendor answered 503 for key [redacted]"
+    synced = _execute_sync(service, "flaky-sync")
+    assert (synced.phase, synced.message) == (Phase.RETRYABLE_FAILED, "rate limited (429)")
+    with pytest.raises(grpc.RpcError) as caught:
+        service.async_stub.CreateTask(agent_pb2.CreateTaskRequest(template=TaskTemplate(type="flaky")))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "RetryableFailure: vendor answered 503, try later" in caught.value.details()
+
+
+def test_retryable_as_state_answers_what_propellers_before_1_16_read_as_retryable(connector_service, monkeypatch):
+    """flyte < 1.16.0 fails a task on the phase RETRYABLE_FAILED ("unknown execution phase"); with the phase
+    UNDEFINED it reads the deprecated state, and RETRYABLE_FAILURE there is a retryable failure."""
+    monkeypatch.setenv("_FSEC_VENDOR_API_KEY", SECRET)
+    service = connector_service(FlakyVendorConnector(), FlakySyncConnector(), retryable_as_state=True)
+    for resource in (
+        service.async_stub.GetTask(get_request("flaky"), timeout=TIMEOUT).resource,
+        _execute_sync(service, "flaky-sync"),
+    ):
+        assert resource.phase == Phase.UNDEFINED
+        assert resource.state == agent_pb2.RETRYABLE_FAILURE
+        assert resource.message
+    assert Resource.from_flyte_idl(resource).phase == Phase.RETRYABLE_FAILED  # read back the old way

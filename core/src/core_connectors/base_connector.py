@@ -21,7 +21,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2, types_pb2
 from google.protobuf import json_format, struct_pb2
 
-from .errors import ConnectorNotFound, ResourceMetaDecodeError
+from .errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure
 from .secrets import get_agent_secret, get_connector_secret
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ __all__ = [
     "Resource",
     "ResourceMeta",
     "ResourceMetaDecodeError",
+    "RetryableFailure",
     "SyncConnectorBase",
     "SyncConnectorExecutorMixin",
     "TaskCategory",

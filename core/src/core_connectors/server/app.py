@@ -79,6 +79,7 @@ class ConnectorServer:
         metrics_registry: Any = None,
         slow_callback_seconds: float = 0.1,
         max_concurrent_calls: dict[str, int] | None = None,
+        retryable_as_state: bool = False,
     ) -> None:
         self.registry = registry if registry is not None else ConnectorRegistry.current()
         self.host = host
@@ -91,6 +92,7 @@ class ConnectorServer:
         self.metrics_registry = metrics_registry
         self.slow_callback_seconds = slow_callback_seconds
         self.max_concurrent_calls = dict(max_concurrent_calls or {})
+        self.retryable_as_state = retryable_as_state
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="connector")
         self.server: Any = None
         self.health: Any = None
@@ -132,6 +134,7 @@ class ConnectorServer:
             threads=self.threads,
             limits=self.max_concurrent_calls,
             max_message_bytes=limit,
+            retryable_as_state=self.retryable_as_state,
         )
         self.server = grpc.aio.server(
             options=[
@@ -246,6 +249,7 @@ class ServeOptions:
     tls_client_ca: str | None = None
     max_message_mb: int = 4
     max_concurrent_calls: dict[str, int] = field(default_factory=dict)  # task type -> bound
+    retryable_as_state: bool = False  # for propellers before flyte 1.16.0
     timeout: float | None = None
     log_format: str = "text"
     log_level: str = "INFO"
@@ -287,6 +291,7 @@ async def _serve(options: ServeOptions) -> int:
         threads=options.threads,
         max_message_mb=options.max_message_mb,
         max_concurrent_calls=options.max_concurrent_calls,
+        retryable_as_state=options.retryable_as_state,
         tls=options.tls(),
         reuse_port=options.worker_index is not None,
         prometheus_port=None if options.worker_index is not None else (options.prometheus_port or None),

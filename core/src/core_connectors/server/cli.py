@@ -108,6 +108,14 @@ def _env(name: str) -> str:
     "RESOURCE_EXHAUSTED. Default: the connector's max_concurrent_calls, else half of --threads for `def` methods.",
 )
 @click.option(
+    "--retryable-as-state/--no-retryable-as-state",
+    default=False,
+    envvar=_env("RETRYABLE_AS_STATE"),
+    show_envvar=True,
+    help="Answer retryable failures as propellers before flyte 1.16.0 read them: phase UNDEFINED and the "
+    "deprecated state RETRYABLE_FAILURE (those propellers fail the task on the phase RETRYABLE_FAILED).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0),
     default=None,

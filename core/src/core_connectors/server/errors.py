@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from ..errors import RetryableFailure
 from ..secrets import scrub
 
 __all__ = ["Failure", "ServiceError", "describe_failure", "scrub"]
@@ -95,6 +96,8 @@ def _one_line(exc: BaseException) -> str:
 def _code_of(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, ServiceError):
         return exc.code
+    if isinstance(exc, RetryableFailure):  # from create: the caller may try again
+        return _Code.UNAVAILABLE
     if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
         code = exc.code()  # a call the connector made to another gRPC service
         if code in (_Code.DEADLINE_EXCEEDED, _Code.CANCELLED):

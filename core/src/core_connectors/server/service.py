@@ -20,15 +20,15 @@ from typing import Any, NoReturn
 
 import grpc
 from flyteidl.admin import agent_pb2
-from flyteidl.core import tasks_pb2, types_pb2
+from flyteidl.core import execution_pb2, tasks_pb2, types_pb2
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
-from ..errors import ConnectorNotFound
+from ..errors import ConnectorNotFound, RetryableFailure
 from ..registry import Registry
 from ..secrets import scrub
-from .errors import ServiceError, describe_failure
+from .errors import ServiceError, describe_failure, logger
 from .metrics import Metrics
 from .wire import parse, too_large
 
@@ -36,6 +36,7 @@ __all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "Sy
 
 _Code = grpc.StatusCode
 _ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
+_RETRYABLE_FAILED = execution_pb2.TaskExecution.RETRYABLE_FAILED
 
 
 class Dispatcher:
@@ -54,6 +55,7 @@ class Dispatcher:
         threads: int = 128,
         limits: Mapping[str, int] | None = None,
         max_message_bytes: int = 4 * 2**20,
+        retryable_as_state: bool = False,
     ) -> None:
         self.registry = registry
         self.executor = executor
@@ -61,6 +63,7 @@ class Dispatcher:
         self.default_limit = max(1, threads // 2)  # two hanging connectors cannot take the whole pool
         self.limits = dict(limits or {})  # task type -> bound, from --max-concurrent-calls
         self.max_message_bytes = max_message_bytes
+        self.retryable_as_state = retryable_as_state
         self._bulkheads: dict[ConnectorBase, Bulkhead] = {}
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self._kinds: dict[tuple[int, str], tuple[Callable[..., Any], int]] = {}
@@ -130,6 +133,20 @@ class Dispatcher:
             found = Bulkhead(connector.name, limit or self.default_limit, explicit)
             self._bulkheads[connector] = found  # kept across registry changes: calls in flight hold slots
         return found
+
+    def retryable(self, exc: RetryableFailure, task_type: str, operation: str) -> agent_pb2.Resource:
+        """A connector's RetryableFailure as the Resource propeller retries on (scrubbed on its way out)."""
+        message = str(exc) or type(exc).__name__
+        logger.warning("%s %s task: retryable failure: %s", operation, task_type or "a", scrub(message))
+        return agent_pb2.Resource(phase=_RETRYABLE_FAILED, message=message)
+
+    def for_propeller(self, resource: agent_pb2.Resource) -> agent_pb2.Resource:
+        """With ``retryable_as_state`` (propellers before flyte 1.16.0, which call the phase RETRYABLE_FAILED an
+        unknown phase, a system error): phase left UNDEFINED and the deprecated state RETRYABLE_FAILURE."""
+        if self.retryable_as_state and resource.phase == _RETRYABLE_FAILED:
+            resource.phase = execution_pb2.TaskExecution.UNDEFINED
+            resource.state = agent_pb2.RETRYABLE_FAILURE
+        return resource
 
     def fits(self, response: Message, rpc: str) -> None:
         """RESOURCE_EXHAUSTED naming --max-message-mb for a reply gRPC would refuse to send."""
@@ -333,8 +350,11 @@ class AsyncAgentService:
             name, version = _category(request)
             connector = self.d.connector(name, version)
             meta = _decode(connector, request.resource_meta, "get")
-            resource = await self.d.call(connector, "get", resource_meta=meta)
-            response = agent_pb2.GetTaskResponse(resource=_resource_idl(resource, None))
+            try:
+                resource = await self.d.call(connector, "get", resource_meta=meta)
+            except RetryableFailure as e:
+                resource = self.d.retryable(e, name, "get")
+            response = agent_pb2.GetTaskResponse(resource=self.d.for_propeller(_resource_idl(resource, None)))
             self.d.fits(response, "GetTask")
         except Exception as e:
             await self.d.fail(context, e, name, "get", started)
@@ -474,16 +494,20 @@ class SyncAgentService:
                     "(send an empty LiteralMap for a task without inputs)",
                 )
             self.d.metrics.input_size(task_type, second.inputs.ByteSize())
-            resource = await self.d.call(
-                connector, "do", task_template=template, inputs=second.inputs, output_prefix=header.output_prefix
-            )
+            try:
+                resource = await self.d.call(
+                    connector, "do", task_template=template, inputs=second.inputs, output_prefix=header.output_prefix
+                )
+            except RetryableFailure as e:
+                resource = self.d.retryable(e, task_type, "do")
             idl = _resource_idl(resource, _output_types(template))
             if not is_terminal_phase(idl.phase):
                 raise RuntimeError(
                     f"do() returned the non-terminal phase {_phase_name(idl.phase)}; "
                     "a sync connector must return SUCCEEDED, FAILED, RETRYABLE_FAILED or ABORTED"
                 )
-            response = agent_pb2.ExecuteTaskSyncResponse(header=agent_pb2.ExecuteTaskSyncResponseHeader(resource=idl))
+            reply = agent_pb2.ExecuteTaskSyncResponseHeader(resource=self.d.for_propeller(idl))
+            response = agent_pb2.ExecuteTaskSyncResponse(header=reply)
             self.d.fits(response, "ExecuteTaskSync")
         except Exception as e:
             await self.d.fail(context, e, task_type, "do", started)
