@@ -22,10 +22,12 @@ import grpc
 from flyteidl.service import agent_pb2 as service_pb2
 
 from ..base_connector import SyncConnectorBase
+from ..errors import SecretNotFound
 from ..registry import ConnectorRegistry, Registry
 from . import wire
 from .metrics import METRICS_DIR_ENV, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
+from .signing import MetadataSigner, keys_from_secret
 from .watchdog import LoopWatchdog
 
 __all__ = ["ConnectorServer", "ServeError", "ServeOptions", "TlsConfig", "create_server", "serve"]
@@ -80,6 +82,8 @@ class ConnectorServer:
         slow_callback_seconds: float = 0.1,
         max_concurrent_calls: dict[str, int] | None = None,
         retryable_as_state: bool = False,
+        metadata_keys: list[bytes] | None = None,
+        accept_unsigned_metadata: bool = False,
     ) -> None:
         self.registry = registry if registry is not None else ConnectorRegistry.current()
         self.host = host
@@ -93,6 +97,7 @@ class ConnectorServer:
         self.slow_callback_seconds = slow_callback_seconds
         self.max_concurrent_calls = dict(max_concurrent_calls or {})
         self.retryable_as_state = retryable_as_state
+        self.signer = MetadataSigner(metadata_keys, accept_unsigned_metadata) if metadata_keys else None
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="connector")
         self.server: Any = None
         self.health: Any = None
@@ -135,6 +140,7 @@ class ConnectorServer:
             limits=self.max_concurrent_calls,
             max_message_bytes=limit,
             retryable_as_state=self.retryable_as_state,
+            signer=self.signer,
         )
         self.server = grpc.aio.server(
             options=[
@@ -250,6 +256,8 @@ class ServeOptions:
     max_message_mb: int = 4
     max_concurrent_calls: dict[str, int] = field(default_factory=dict)  # task type -> bound
     retryable_as_state: bool = False  # for propellers before flyte 1.16.0
+    sign_metadata: bool = False  # keys from the connector secret metadata_signing_keys
+    accept_unsigned_metadata: bool = False  # the migration window of sign_metadata
     timeout: float | None = None
     log_format: str = "text"
     log_level: str = "INFO"
@@ -292,6 +300,8 @@ async def _serve(options: ServeOptions) -> int:
         max_message_mb=options.max_message_mb,
         max_concurrent_calls=options.max_concurrent_calls,
         retryable_as_state=options.retryable_as_state,
+        metadata_keys=_signing_keys(options),
+        accept_unsigned_metadata=options.accept_unsigned_metadata,
         tls=options.tls(),
         reuse_port=options.worker_index is not None,
         prometheus_port=None if options.worker_index is not None else (options.prometheus_port or None),
@@ -342,6 +352,17 @@ async def _serve(options: ServeOptions) -> int:
     await server.stop(options.grace)
     logger.info("stopped")
     return 0
+
+
+def _signing_keys(options: ServeOptions) -> list[bytes] | None:
+    if not options.sign_metadata:
+        if options.accept_unsigned_metadata:
+            raise ServeError("--accept-unsigned-metadata goes with --sign-metadata")
+        return None
+    try:
+        return keys_from_secret()
+    except (SecretNotFound, ValueError) as e:
+        raise ServeError(f"--sign-metadata: {e}") from None
 
 
 def run_on_event_loop(main: Coroutine[Any, Any, int], loop: str = "auto") -> int:

@@ -116,6 +116,22 @@ def _env(name: str) -> str:
     "deprecated state RETRYABLE_FAILURE (those propellers fail the task on the phase RETRYABLE_FAILED).",
 )
 @click.option(
+    "--sign-metadata/--no-sign-metadata",
+    default=False,
+    envvar=_env("SIGN_METADATA"),
+    show_envvar=True,
+    help="Sign the resource metadata returned to propeller (HMAC-SHA256; keys in the connector secret "
+    "metadata_signing_keys, the first signs, all verify) and refuse metadata that does not verify.",
+)
+@click.option(
+    "--accept-unsigned-metadata/--no-accept-unsigned-metadata",
+    default=False,
+    envvar=_env("ACCEPT_UNSIGNED_METADATA"),
+    show_envvar=True,
+    help="With --sign-metadata: also accept unsigned metadata (flytekit's, or tasks started before signing), "
+    "for a migration window.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0),
     default=None,

@@ -24,12 +24,21 @@ from flyteidl.core import execution_pb2, tasks_pb2, types_pb2
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
-from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
+from ..base_connector import (
+    AsyncConnectorBase,
+    ConnectorBase,
+    Resource,
+    ResourceMeta,
+    SyncConnectorBase,
+    is_terminal_phase,
+)
 from ..errors import ConnectorNotFound, RetryableFailure
 from ..registry import Registry
 from ..secrets import scrub
 from .errors import ServiceError, describe_failure, logger
 from .metrics import Metrics
+from .signing import MetadataSigner
+from .signing import split as split_signature
 from .wire import parse, too_large
 
 __all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "SyncAgentService"]
@@ -56,6 +65,7 @@ class Dispatcher:
         limits: Mapping[str, int] | None = None,
         max_message_bytes: int = 4 * 2**20,
         retryable_as_state: bool = False,
+        signer: MetadataSigner | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
@@ -64,6 +74,7 @@ class Dispatcher:
         self.limits = dict(limits or {})  # task type -> bound, from --max-concurrent-calls
         self.max_message_bytes = max_message_bytes
         self.retryable_as_state = retryable_as_state
+        self.signer = signer
         self._bulkheads: dict[ConnectorBase, Bulkhead] = {}
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self._kinds: dict[tuple[int, str], tuple[Callable[..., Any], int]] = {}
@@ -133,6 +144,30 @@ class Dispatcher:
             found = Bulkhead(connector.name, limit or self.default_limit, explicit)
             self._bulkheads[connector] = found  # kept across registry changes: calls in flight hold slots
         return found
+
+    def decode(self, connector: ConnectorBase, data: bytes, operation: str) -> Any:
+        """The connector's ResourceMeta from the request's bytes (its signature checked when signing is on)."""
+        if not isinstance(connector, AsyncConnectorBase):
+            raise ServiceError(
+                _Code.FAILED_PRECONDITION,
+                f"{connector.name} is a sync connector: call ExecuteTaskSync, it has no {operation}",
+            )
+        category = connector.task_category
+        if self.signer is not None:
+            data = self.signer.verify(data, category.name, category.version)
+        else:  # signing turned off again: tasks started while it was on keep running
+            data = split_signature(data)[0]
+        try:
+            return connector.metadata_type.decode(data)
+        except Exception as e:
+            raise ServiceError(_Code.INVALID_ARGUMENT, f"{type(e).__name__}: {e}") from e
+
+    def encode(self, connector: ConnectorBase, meta: ResourceMeta) -> bytes:
+        """The metadata's bytes: flytekit's exactly, with a signature appended when signing is on."""
+        data = meta.encode()
+        if self.signer is None:
+            return data
+        return self.signer.sign(data, connector.task_category.name, connector.task_category.version)
 
     def retryable(self, exc: RetryableFailure, task_type: str, operation: str) -> agent_pb2.Resource:
         """A connector's RetryableFailure as the Resource propeller retries on (scrubbed on its way out)."""
@@ -242,18 +277,6 @@ def _call_and_leave(bulkhead: Bulkhead, fn: Callable[..., Any], kwargs: dict[str
         bulkhead.leave()
 
 
-def _decode(connector: ConnectorBase, data: bytes, operation: str) -> Any:
-    if not isinstance(connector, AsyncConnectorBase):
-        raise ServiceError(
-            _Code.FAILED_PRECONDITION,
-            f"{connector.name} is a sync connector: call ExecuteTaskSync, it has no {operation}",
-        )
-    try:
-        return connector.metadata_type.decode(data)
-    except Exception as e:
-        raise ServiceError(_Code.INVALID_ARGUMENT, f"{type(e).__name__}: {e}") from e
-
-
 def _category(request: Any) -> tuple[str, int]:
     """Route by task_category when its name is set, else by the deprecated task_type at version 0."""
     category = request.task_category
@@ -335,7 +358,7 @@ class AsyncAgentService:
                 output_prefix=request.output_prefix,
                 task_execution_metadata=request.task_execution_metadata,
             )
-            response = agent_pb2.CreateTaskResponse(resource_meta=meta.encode())
+            response = agent_pb2.CreateTaskResponse(resource_meta=self.d.encode(connector, meta))
             self.d.fits(response, "CreateTask")
         except Exception as e:
             await self.d.fail(context, e, task_type, "create", started)
@@ -349,7 +372,7 @@ class AsyncAgentService:
             request = parse(agent_pb2.GetTaskRequest, data, "GetTask", self.d.max_message_bytes)
             name, version = _category(request)
             connector = self.d.connector(name, version)
-            meta = _decode(connector, request.resource_meta, "get")
+            meta = self.d.decode(connector, request.resource_meta, "get")
             try:
                 resource = await self.d.call(connector, "get", resource_meta=meta)
             except RetryableFailure as e:
@@ -368,7 +391,7 @@ class AsyncAgentService:
             request = parse(agent_pb2.DeleteTaskRequest, data, "DeleteTask", self.d.max_message_bytes)
             name, version = _category(request)
             connector = self.d.connector(name, version)
-            meta = _decode(connector, request.resource_meta, "delete")
+            meta = self.d.decode(connector, request.resource_meta, "delete")
             await self.d.call(connector, "delete", resource_meta=meta)
         except Exception as e:
             await self.d.fail(context, e, name, "delete", started)
@@ -425,7 +448,7 @@ class AsyncAgentService:
         connector = self.d.connector(name, version)
         if isinstance(connector, AsyncConnectorBase) and not self.d.is_implemented(connector, method):
             raise ServiceError(_Code.UNIMPLEMENTED, f"{connector.name} does not implement {method}")
-        return connector, _decode(connector, data, method)
+        return connector, self.d.decode(connector, data, method)
 
     async def _iterate_in_pool(self, it: Iterator[Any]) -> AsyncIterator[Any]:
         """Each ``next`` of a plain generator may block (it is connector code): run it in the pool."""
