@@ -312,3 +312,52 @@ def test_retryable_as_state_answers_what_propellers_before_1_16_read_as_retryabl
         assert resource.state == agent_pb2.RETRYABLE_FAILURE
         assert resource.message
     assert Resource.from_flyte_idl(resource).phase == Phase.RETRYABLE_FAILED  # read back the old way
+
+
+# ------------------------------------------------------------------------------------------------ misbehaving
+class MisbehavingConnector(_Base):
+    """What ``get`` does is chosen by the job id in the metadata."""
+
+    name = "Misbehaving Connector"
+
+    def __init__(self) -> None:
+        super().__init__("misbehaving")
+
+    async def get(self, resource_meta, **kwargs):
+        job = resource_meta.job_id
+        if job == "hang":
+            await asyncio.sleep(3600)
+        if job == "raise":
+            raise ZeroDivisionError("division by zero in the connector")
+        if job == "wrong type":
+            return {"phase": "SUCCEEDED"}
+        if job == "block the loop":
+            time.sleep(0.3)  # an async def that blocks: every other call waits meanwhile
+        return Resource(phase=Phase.SUCCEEDED)
+
+
+@pytest.mark.parametrize(
+    "job, code, words",
+    [
+        ("hang", grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),
+        ("raise", grpc.StatusCode.INTERNAL, "ZeroDivisionError: division by zero in the connector (error id "),
+        ("wrong type", grpc.StatusCode.INTERNAL, "TypeError: the connector returned dict, expected a Resource"),
+        ("block the loop", grpc.StatusCode.OK, ""),
+    ],
+)
+def test_a_misbehaving_connector_gets_a_clear_status_and_the_service_keeps_serving(
+    connector_service, caplog, job, code, words
+):
+    service = connector_service(MisbehavingConnector(), HealthyConnector())
+    try:
+        reply = service.async_stub.GetTask(get_request("misbehaving", job), timeout=1)
+        assert code == grpc.StatusCode.OK and reply.resource.phase == Phase.SUCCEEDED
+    except grpc.RpcError as e:
+        assert e.code() == code
+        assert words in e.details() and "Traceback" not in e.details()
+    if job == "block the loop":  # the watchdog names the method that blocked the loop
+        deadline = time.monotonic() + 2
+        while "Misbehaving Connector.get" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "Misbehaving Connector.get" in caplog.text
+    assert service.async_stub.GetTask(get_request("healthy"), timeout=TIMEOUT).resource.phase == Phase.RUNNING
