@@ -1,12 +1,17 @@
 """A/B: the same server from two revisions of core, side by side in one run: GetTask/s and server CPU per call.
 
-    python bench/ab.py BASE_REV [--rounds 10] [--seconds 5]
+    python bench/ab.py BASE_REV [--rounds 10] [--seconds 5] [--handler]
 
 Serves the sleep connector from ``BASE_REV`` (exported with git archive) and from the working tree, each as
-``core-connectors serve`` on 127.0.0.1, and drives GetTask with h2load (128 streams), the two taking turns in
-each round so that other work on the machine hits both alike. CPU per call is the server process's user +
-system time over the round divided by the calls it answered. Needs h2load and, in this python, grpcio,
-flyteidl and core-connectors' dependencies (the tests' nox venv has them).
+``core-connectors serve`` on 127.0.0.1, and drives GetTask with h2load (128 streams). The two take turns in
+each round, in alternating order, so that other work on the machine hits both alike. CPU per call is the
+server process's user + system time over the round divided by the calls it answered. On a busy shared
+machine two identical servers differ by up to 12% this way: compare medians of many rounds.
+
+``--handler`` instead times the GetTask handler alone, in-process (best of 15 x 10,000 calls, request bytes
+parsed in the handler where the revision does so): steadier, and what a change to the service's own code
+costs. Needs h2load and, in this python, grpcio, flyteidl and core-connectors' dependencies (the tests' nox
+venv has them).
 """
 
 from __future__ import annotations
@@ -26,9 +31,42 @@ import grpc
 from flyteidl.admin import agent_pb2
 from run import ROOT, call, create_request, free_port, get_request, h2load  # bench/run.py
 
+HANDLER = """
+import asyncio, inspect, time
+from concurrent.futures import ThreadPoolExecutor
+from flyteidl.admin import agent_pb2
+from prometheus_client import CollectorRegistry
+from core_connectors.registry import Registry
+from core_connectors.server.metrics import Metrics
+from core_connectors.server.service import AsyncAgentService, Dispatcher
+from core_connectors_sleep.connector import SleepConnector, SleepMetadata
+
+registry = Registry(discover=False)
+registry.register(SleepConnector())
+service = AsyncAgentService(Dispatcher(registry, ThreadPoolExecutor(4), Metrics.for_registry(CollectorRegistry())))
+request = agent_pb2.GetTaskRequest(
+    task_category=agent_pb2.TaskCategory(name="sleep"), resource_meta=SleepMetadata(deadline=0.0).encode()
+)
+raw = "data" in inspect.signature(service.GetTask).parameters  # this revision parses the bytes itself
+arg = request.SerializeToString() if raw else request
+
+async def main():
+    best = float("inf")
+    for _ in range(15):
+        started = time.perf_counter()
+        for _ in range(10000):
+            await service.GetTask(arg, None)
+        best = min(best, (time.perf_counter() - started) / 10000 * 1e6)
+    print(f"{best:.2f} us per GetTask in the handler (best of 15 x 10,000)")
+
+asyncio.run(main())
+"""
+
 
 def export(rev: str, into: Path) -> Path:
-    data = subprocess.run(["git", "archive", rev, "core", "connectors/sleep"], cwd=ROOT, capture_output=True, check=True)
+    data = subprocess.run(
+        ["git", "archive", rev, "core", "connectors/sleep"], cwd=ROOT, capture_output=True, check=True
+    )
     with tarfile.open(fileobj=BytesIO(data.stdout)) as tar:
         tar.extractall(into, filter="data")
     return into
@@ -57,9 +95,17 @@ def main() -> int:
     parser.add_argument("base", help="the git revision to compare the working tree with")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--handler", action="store_true", help="time the GetTask handler in-process instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         trees = {args.base: export(args.base, Path(tmp)), "working tree": ROOT}
+        if args.handler:
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    env = {**os.environ, "PYTHONPATH": f"{tree}/core/src:{tree}/connectors/sleep/src"}
+                    out = subprocess.run([sys.executable, "-c", HANDLER], env=env, capture_output=True, text=True)
+                    print(f"{name}: {out.stdout.strip() or out.stderr}")
+            return 0
         servers = {}
         for name, tree in trees.items():
             port = free_port()
@@ -77,7 +123,8 @@ def main() -> int:
             }
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
             for i in range(args.rounds):
-                for name, (proc, port) in servers.items():
+                turns = list(servers.items())
+                for name, (proc, port) in turns if i % 2 == 0 else reversed(turns):  # neither always goes first
                     before = cpu_seconds(proc.pid)
                     r = h2load(port, "GetTask", requests[name], (4, 32), args.seconds)
                     used = cpu_seconds(proc.pid) - before

@@ -64,7 +64,7 @@ def scrub(text: str) -> str:
     The one policy for everything that leaves the service (error details, log lines, what a connector
     returns); cheap when nothing needs replacing, as on every GetTask reply.
     """
-    if not text:
+    if len(text) < _MIN_SECRET_LENGTH:  # "", "done": nothing to look for
         return text
     for value in _secret_values():
         if value in text:

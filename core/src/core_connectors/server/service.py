@@ -304,9 +304,10 @@ def _scrubbed(resource: agent_pb2.Resource) -> agent_pb2.Resource:
     log link names and URIs, and custom_info's strings. Outputs are the task's data and stay as they are."""
     if resource.message:
         resource.message = scrub(resource.message)
-    for link in resource.log_links:
-        link.name = scrub(link.name)
-        link.uri = scrub(link.uri)
+    if resource.log_links:
+        for link in resource.log_links:
+            link.name = scrub(link.name)
+            link.uri = scrub(link.uri)
     if resource.HasField("custom_info"):
         _scrub_struct(resource.custom_info)
     return resource
