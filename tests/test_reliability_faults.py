@@ -361,3 +361,11 @@ def test_a_misbehaving_connector_gets_a_clear_status_and_the_service_keeps_servi
             time.sleep(0.05)
         assert "Misbehaving Connector.get" in caplog.text
     assert service.async_stub.GetTask(get_request("healthy"), timeout=TIMEOUT).resource.phase == Phase.RUNNING
+
+
+def test_retryable_failure_is_public_where_connector_authors_import_from():
+    import core_connectors
+    from core_connectors import base_connector
+
+    assert "RetryableFailure" in core_connectors.__all__ and "RetryableFailure" in base_connector.__all__
+    assert base_connector.RetryableFailure is core_connectors.RetryableFailure is RetryableFailure
