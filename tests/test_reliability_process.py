@@ -40,11 +40,12 @@ CONNECTORS = textwrap.dedent(
     '''
     """Connectors for the reliability tests, loaded with --modules."""
     import os
+    import time
     from dataclasses import dataclass
 
     from flyteidl.core.execution_pb2 import TaskExecution
 
-    from core_connectors import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+    from core_connectors import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta, RetryableFailure
 
 
     @dataclass
@@ -84,8 +85,30 @@ CONNECTORS = textwrap.dedent(
             raise RuntimeError("the vendor is down")
 
 
+    class HangConnector(AsyncConnectorBase):
+        """A plain def get that takes two seconds; a RetryableFailure for the job id "flaky"."""
+
+        name = "Hang Connector"
+
+        def __init__(self):
+            super().__init__(task_type_name="hang", metadata_type=PidMeta)
+
+        def create(self, task_template, output_prefix, inputs=None, task_execution_metadata=None, **kwargs):
+            return PidMeta(pid=0)
+
+        def get(self, resource_meta, **kwargs):
+            if resource_meta.pid == -1:
+                raise RetryableFailure("the vendor asks to try later")
+            time.sleep(2)
+            return Resource(phase=TaskExecution.SUCCEEDED)
+
+        def delete(self, resource_meta, **kwargs):
+            return None
+
+
     ConnectorRegistry.register(PidConnector())
     ConnectorRegistry.register(FailingConnector())
+    ConnectorRegistry.register(HangConnector())
     '''
 )
 
@@ -203,6 +226,30 @@ def test_tasks_created_before_a_kill_9_finish_after_the_restart(serve):
             assert set(phases) <= {Phase.RUNNING, Phase.SUCCEEDED}
             time.sleep(0.2)
     assert phases == [Phase.SUCCEEDED] * 3
+
+
+# ------------------------------------------------------------------------------------------------ settings
+def test_bulkhead_and_retryable_settings_from_the_environment(serve):
+    env = {"CORE_CONNECTORS_MAX_CONCURRENT_CALLS": "hang=1", "CORE_CONNECTORS_RETRYABLE_AS_STATE": "true"}
+    served = serve(free_port(), env=env)
+    served.wait_ready()
+    with served.channel() as channel, ThreadPoolExecutor(2) as pool:
+        stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
+        first = pool.submit(stub.GetTask, get_request("hang", b'{"pid": 0}'), timeout=10)
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetTask(get_request("hang", b'{"pid": 0}'), timeout=10)
+        assert first.result(10).resource.phase == Phase.SUCCEEDED
+        flaky = stub.GetTask(get_request("hang", b'{"pid": -1}'), timeout=10).resource
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "Hang Connector is at its limit of 1 concurrent calls" in caught.value.details()
+    assert (flaky.phase, flaky.state) == (Phase.UNDEFINED, agent_pb2.RETRYABLE_FAILURE)
+
+
+def test_a_malformed_bound_is_a_usage_error(serve):
+    served = serve(free_port(), "--max-concurrent-calls", "hang")
+    assert served.proc.wait(30) == 2
+    assert "expected TASK_TYPE=N" in served.log
 
 
 # ------------------------------------------------------------------------------------------------ --workers
