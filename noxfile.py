@@ -93,7 +93,8 @@ def cross(session: nox.Session) -> None:
     _install_local(session, *_package_dirs())
     # uv: the discovery tests build wheels (hatchling) and make fresh venvs with it;
     # flytekit: the compatibility tests check our bytes against flytekit 1.16's own.
-    session.install("uv", "flytekit>=1.16,<1.17")
+    # hypothesis: the reliability suite's property tests over raw request bytes.
+    session.install("uv", "flytekit>=1.16,<1.17", "hypothesis>=6.100")
     session.run("pytest", str(ROOT / "tests"), *session.posargs)
 
 

@@ -20,7 +20,7 @@ from .base_connector import (
     convert_to_flyte_phase,
     is_terminal_phase,
 )
-from .errors import ConnectorNotFound, ResourceMetaDecodeError, SecretNotFound
+from .errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
 from .hooks import hookimpl
 from .secrets import get_agent_secret, get_connector_secret
 
@@ -36,6 +36,7 @@ __all__ = [
     "Resource",
     "ResourceMeta",
     "ResourceMetaDecodeError",
+    "RetryableFailure",
     "SecretNotFound",
     "SyncConnectorBase",
     "SyncConnectorExecutorMixin",

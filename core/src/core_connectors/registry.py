@@ -105,6 +105,7 @@ class Registry:
         self._bridged: set[TaskCategory] = set()  # categories served by a bridged connector, until a native one comes
         self._bridges: dict[PluginSource, Any] = {}  # plugins that returned Bridged items: asked again after --modules
         self._discovered = not discover
+        self._discovering = False  # a plugin being loaded looks connectors up: it sees what is there so far
         self._lock = threading.RLock()
         self.generation = 0
         """Counts registrations, so that a caller caching lookups (the service) knows when to look again."""
@@ -191,20 +192,29 @@ class Registry:
 
     # ----------------------------------------------------------------------------------------- discovery
     def ensure_discovered(self) -> None:
-        if not self._discovered:
-            self.discover()
+        """Discover on first use. Callers on other threads (or an event loop) meanwhile wait for the whole
+        registry: none of them sees it half loaded."""
+        if self._discovered:
+            return
+        with self._lock:
+            if not self._discovered and not self._discovering:
+                self.discover()
 
     def discover(self) -> None:
         """Load every entry point of the ``flytekit.connectors`` group not disabled by name (again if asked)."""
         with self._lock:
-            self._discovered = True
-            disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
-            self.disabled = []
-            for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-                if entry_point.name in disabled:
-                    self.disabled.append(entry_point.name)
-                    continue
-                self._load(entry_point)
+            self._discovering = True
+            try:
+                disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+                self.disabled = []
+                for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                    if entry_point.name in disabled:
+                        self.disabled.append(entry_point.name)
+                        continue
+                    self._load(entry_point)
+            finally:
+                self._discovering = False
+                self._discovered = True  # only now: a caller that saw it True finds every connector
 
     def _load(self, entry_point: metadata.EntryPoint) -> None:
         dist = getattr(entry_point, "dist", None)

@@ -51,20 +51,39 @@ def secret_values_handed_out() -> frozenset[str]:
     return frozenset(_handed_out)
 
 
+# ------------------------------------------------------------------------------------------------ scrubbing
 _SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_FSEC_", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would blank out ordinary words
+_cache: tuple[object, tuple[str, ...]] = (None, ())
 
 
 def scrub(text: str) -> str:
     """Replace with ``[redacted]`` the value of every secret-looking environment variable and every secret a
-    connector read through ``get_connector_secret`` (files under /etc/secrets included)."""
-    prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
-    values = set(secret_values_handed_out())
-    values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
-    for value in sorted(values, key=len, reverse=True):  # longest first, so no secret is left half-replaced
-        if len(value) >= _MIN_SECRET_LENGTH:
+    connector read through ``get_connector_secret`` (files under /etc/secrets included).
+
+    The one policy for everything that leaves the service (error details, log lines, what a connector
+    returns); cheap when nothing needs replacing, as on every GetTask reply.
+    """
+    if len(text) < _MIN_SECRET_LENGTH:  # "", "done": nothing to look for
+        return text
+    for value in _secret_values():
+        if value in text:
             text = text.replace(value, "[redacted]")
     return text
+
+
+def _secret_values() -> tuple[str, ...]:
+    """The values to scrub, longest first (no secret is left half-replaced); recomputed when the environment
+    or the secrets handed out change."""
+    global _cache
+    env = getattr(os.environ, "_data", os.environ)  # CPython's dict under os.environ: cheap to snapshot
+    key = (len(_handed_out), tuple(env), tuple(env.values()))
+    if key != _cache[0]:
+        prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
+        values = set(_handed_out)
+        values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
+        _cache = (key, tuple(sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)))
+    return _cache[1]
 
 
 get_agent_secret = get_connector_secret

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from ..errors import RetryableFailure
 from ..secrets import scrub
 
 __all__ = ["Failure", "ServiceError", "describe_failure", "scrub"]
@@ -32,6 +33,7 @@ HTTP_CODES = {
     _Code.INVALID_ARGUMENT: "400",
     _Code.FAILED_PRECONDITION: "400",
     _Code.NOT_FOUND: "404",
+    _Code.RESOURCE_EXHAUSTED: "429",
     _Code.CANCELLED: "499",
     _Code.INTERNAL: "500",
     _Code.UNKNOWN: "500",
@@ -94,6 +96,8 @@ def _one_line(exc: BaseException) -> str:
 def _code_of(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, ServiceError):
         return exc.code
+    if isinstance(exc, RetryableFailure):  # from create: the caller may try again
+        return _Code.UNAVAILABLE
     if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
         code = exc.code()  # a call the connector made to another gRPC service
         if code in (_Code.DEADLINE_EXCEEDED, _Code.CANCELLED):
