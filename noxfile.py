@@ -64,8 +64,12 @@ def _install_local(session: nox.Session, *package_dirs: Path, test_extras: bool 
 def _make_test_session(package_dir: Path) -> None:
     name = _short_name(package_dir)
 
+    # A package may test beside other local packages: [tool.core-connectors] test-with = ["sleep", ...]
+    test_with = tomllib.loads((package_dir / "pyproject.toml").read_text()).get("tool", {}).get("core-connectors", {})
+    companions = [ROOT / "connectors" / name for name in test_with.get("test-with", [])]
+
     def tests(session: nox.Session) -> None:
-        _install_local(session, package_dir)
+        _install_local(session, *companions, package_dir)
         paths = [str(package_dir / "tests")]
         if package_dir != CORE:
             paths += [str(p) for p in sorted((ROOT / "tests").glob(f"test_{name}_*.py"))]
@@ -89,8 +93,9 @@ def cross(session: nox.Session) -> None:
     _install_local(session, *_package_dirs())
     # uv: the discovery tests build wheels (hatchling) and make fresh venvs with it;
     # flytekit: the compatibility tests check our bytes against flytekit 1.16's own;
+    # hypothesis: the reliability suite's property tests over raw request bytes;
     # flyte (flyte-sdk): its connectors served by ours (tests/test_flyte2_*.py).
-    session.install("uv", "flytekit>=1.16,<1.17", "flyte>=2.0,<3")
+    session.install("uv", "flytekit>=1.16,<1.17", "hypothesis>=6.100", "flyte>=2.0,<3")
     session.run("pytest", str(ROOT / "tests"), *session.posargs)
 
 

@@ -447,6 +447,9 @@ def main() -> int:
         "--pin", action="store_true", help="pin the servers to one core and the load to the other (taskset)"
     )
     parser.add_argument("--no-size", action="store_true", help="skip the installed-size figure")
+    parser.add_argument(
+        "--bridge", action="store_true", help="only the flytekit bridge's cost: ours + bridge vs pyflyte (bridge.py)"
+    )
     args = parser.parse_args()
     args.seconds, args.warmup, args.repeat = (2, 0.5, 1) if args.quick else (3, 1, 5)
     args.launches, args.import_runs = (2, 3) if args.quick else (5, 7)
@@ -474,6 +477,14 @@ def main() -> int:
         print("note: the machine is busy (load average above 0.5); servers take turns so ratios stay fair", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="core-connectors-bench-"))
+    if args.bridge:
+        from bridge import print_bridge_table, run_bridge
+
+        results = {"machine": machine, **run_bridge(args, tmp, pin)}
+        print_bridge_table(results)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return 0
     results: dict = {"machine": machine}
     servers: dict[str, Server] = {}
     try:

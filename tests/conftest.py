@@ -27,9 +27,10 @@ def uv() -> str:
 
 @pytest.fixture(scope="session")
 def build_wheel(uv, tmp_path_factory):
-    """Build a package's wheel with its own backend (hatchling) into a session-wide folder."""
+    """Build a package's wheel with its own backend (hatchling) into a session-wide folder, once per package
+    (a second build would overwrite the same file, so several test modules share it)."""
     out = tmp_path_factory.mktemp("wheels")
-    built: dict[Path, Path] = {}  # each package once: several test modules install the core
+    built: dict[Path, Path] = {}
 
     def build(package_dir: Path) -> Path:
         if package_dir not in built:

@@ -1,6 +1,8 @@
 """flyte-sdk connectors served by ours, installed from wheels into a fresh venv: a test distribution written to
 flyte-sdk's API, and flyteplugins-bigquery as released (against the BigQuery stand-in), each called over
-flyteidl's v1 services and Flyte 2's flyteidl2.connector ones on one `core-connectors serve` process.
+flyteidl's v1 services and Flyte 2's flyteidl2.connector ones on one `core-connectors serve` process. Our own
+BigQuery connector is installed too: flyteplugins-bigquery's serves the same task type and yields to it (a
+native connector wins), until the native plugin is disabled.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]
 def venv(build_wheel, fresh_venv):
     core = build_wheel(ROOT / "core")
     echo = build_wheel(ROOT / "tests" / "distributions" / "flytesdk")
-    return fresh_venv(f"{core}[flyte2]", echo, "flyteplugins-bigquery>=2.0,<3")
+    native_bigquery = build_wheel(ROOT / "connectors" / "bigquery")
+    return fresh_venv(f"{core}[flyte2]", echo, native_bigquery, "flyteplugins-bigquery>=2.0,<3")
 
 
 @pytest.fixture
@@ -77,6 +80,7 @@ def served(venv, bigquery, tmp_path):
         "BIGQUERY_EMULATOR_HOST": bigquery.url,
         "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
         "PYTHONUNBUFFERED": "1",
+        "CORE_CONNECTORS_DISABLE": "bigquery",  # our native BigQuery plugin: flyteplugins-bigquery's serves
     }
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -147,24 +151,44 @@ def v1_get(channel, name, meta) -> agent_pb2.Resource:
     return stub.GetTask(request, timeout=DEADLINE).resource
 
 
-def test_flyte_sdk_connectors_are_listed_with_their_distributions(venv):
+def listing(venv, disable: str = "") -> dict:
     result = subprocess.run(
-        [str(venv / "bin" / "core-connectors"), "list", "--json"], capture_output=True, text=True, check=True
-    )
-    listing = json.loads(result.stdout)
-    connectors = {c["name"]: c for c in listing["connectors"]}
-    assert connectors["Echo Flyte Connector"]["distribution"] == "echo-flyte-connector"
-    assert connectors["Echo Flyte Connector"]["task_categories"] == [{"name": "flyte_echo", "version": 0}]
-    assert connectors["Bigquery Connector"]["distribution"] == "flyteplugins-bigquery"
-    assert listing["failed"] == []
-    disabled = subprocess.run(
         [str(venv / "bin" / "core-connectors"), "list", "--json"],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "CORE_CONNECTORS_DISABLE": "flyte.echo"},
+        env={**os.environ, "CORE_CONNECTORS_DISABLE": disable},
     )
-    assert [c["name"] for c in json.loads(disabled.stdout)["connectors"]] == ["Bigquery Connector"]
+    return json.loads(result.stdout)
+
+
+def test_flyte_sdk_connectors_are_listed_with_their_distributions_and_yield_to_native_ones(venv):
+    listed = listing(venv)
+    connectors = {(c["name"], c["distribution"]): c for c in listed["connectors"]}
+    echo = connectors[("Echo Flyte Connector", "echo-flyte-connector")]
+    assert echo["task_categories"] == [{"name": "flyte_echo", "version": 0}]
+    assert (echo["entry_point"], echo["via"]) == ("flyte.echo", "flyte-sdk")
+    assert "via" not in connectors[("Bigquery Connector", "core-connectors-bigquery")]  # the native one serves
+    (shadowed,) = listed["shadowed"]
+    assert (shadowed["distribution"], shadowed["entry_point"], shadowed["via"]) == (
+        "flyteplugins-bigquery",
+        "flyte.bigquery",
+        "flyte-sdk",
+    )
+    assert shadowed["task_categories"] == [{"name": BIGQUERY, "version": 0}]
+    assert shadowed["shadowed_by"]["distribution"] == "core-connectors-bigquery"
+    assert listed["failed"] == []
+
+    served = listing(venv, disable="bigquery")  # the native plugin off: flyteplugins-bigquery's serves
+    assert {(c["name"], c["distribution"]) for c in served["connectors"]} == {
+        ("Echo Flyte Connector", "echo-flyte-connector"),
+        ("Bigquery Connector", "flyteplugins-bigquery"),
+    }
+    assert served["shadowed"] == []
+    only_ours = listing(venv, disable="flyte.echo,flyte.bigquery")
+    assert [(c["name"], c["distribution"]) for c in only_ours["connectors"]] == [
+        ("Bigquery Connector", "core-connectors-bigquery")
+    ]
 
 
 def test_our_flyte_sdk_connector_over_v1_and_v2(served):

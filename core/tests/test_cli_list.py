@@ -47,3 +47,28 @@ def test_version_and_help():
     assert runner.invoke(main, ["--version"]).exit_code == 0
     help_text = runner.invoke(main, ["--help"]).output
     assert "list" in help_text and "serve" in help_text and "run" in help_text
+
+
+def test_a_shadowed_bridged_connector_is_listed_with_where_it_came_from(connector_registry):
+    from core_connectors.registry import PluginSource
+
+    native = PluginSource(entry_point="echo", distribution="core-connectors-echo", version="0.1.0")
+    flytekit = PluginSource(entry_point="echo", distribution="flytekitplugins-echo", version="1.16.0", via="flytekit")
+    connector_registry.register(Echo(), source=native)
+    connector_registry.register(Echo(), source=flytekit, bridged=True)
+    listing = json.loads(CliRunner().invoke(main, ["list", "--json"]).output)
+    assert [c["distribution"] for c in listing["connectors"]] == ["core-connectors-echo"]
+    (shadowed,) = listing["shadowed"]
+    assert (shadowed["name"], shadowed["distribution"], shadowed["via"]) == (
+        "Echo Connector",
+        "flytekitplugins-echo",
+        "flytekit",
+    )
+    assert shadowed["shadowed_by"] == {
+        "entry_point": "echo",
+        "distribution": "core-connectors-echo",
+        "version": "0.1.0",
+    }
+    table = CliRunner().invoke(main, ["list"], env={"COLUMNS": "200"}).output
+    assert "Shadowed by a native connector" in table and "flytekitplugins-echo 1.16.0 (flytekit plugin 'echo'" in table
+    assert "CORE_CONNECTORS_DISABLE" in table

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -24,11 +27,13 @@ from core_connectors import (
     AsyncConnectorBase,
     Resource,
     ResourceMeta,
+    RetryableFailure,
     SecretNotFound,
     SyncConnectorBase,
     get_connector_secret,
 )
 from core_connectors.literals import literal_map_to_python
+from core_connectors.secrets import connection_secrets, scrub
 from core_connectors.server import _flyte2
 
 Phase = execution_pb2.TaskExecution
@@ -67,6 +72,10 @@ class JobConnector(AsyncConnectorBase):
             return Resource(phase=Phase.RUNNING, message="still going")
         if resource_meta.job_id == "legacy-state":  # a connector still setting the deprecated state only
             return agent_pb2.Resource(state=agent_pb2.SUCCEEDED)
+        if resource_meta.job_id == "echo-key":  # a vendor's reply that repeats the key it was given
+            return Resource(phase=Phase.FAILED, message=f"vendor refused key {get_connector_secret('api_key')}")
+        if resource_meta.job_id == "retry":
+            raise RetryableFailure("the vendor is rate limiting, try later")
         if resource_meta.job_id == "agent-error":
             return agent_pb2.Resource(phase=Phase.FAILED, agent_error=agent_pb2.AgentError(code="QUOTA_EXCEEDED"))
         return Resource(phase=Phase.SUCCEEDED, message="done", outputs={"n": 3, "s": "x"}, custom_info={"k": "v"})
@@ -335,7 +344,7 @@ def test_bytes_that_do_not_parse_are_invalid_argument(service, method):
     with pytest.raises(grpc.RpcError) as e:
         call(b"\x0a\xff\xff", timeout=TIMEOUT)  # a length-delimited field longer than the message
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "does not parse as flyteidl2" in e.value.details()
+    assert "the request is not a valid flyteidl2.connector." in e.value.details()
     assert service.v2_metadata.ListConnectors(connector_pb2.ListConnectorsRequest(), timeout=TIMEOUT).connectors
 
 
@@ -467,3 +476,117 @@ def test_v1_only_resource_fields_are_carried_over_as_v2_has_them(service):
     )
     as_v1 = agent_pb2.GetTaskResponse.FromString(raw).resource  # nothing v2 does not know rides along
     assert not as_v1.HasField("agent_error") and as_v1.state == 0
+
+
+# ------------------------------------------------------------------------ the v1 policies apply to v2 as well
+def test_a_connection_secret_is_scrubbed_from_a_returned_resource(service):
+    got = service.v2.GetTask(
+        connector_pb2.GetTaskRequest(
+            resource_meta=JobMeta("echo-key").encode(),
+            task_category=category("job"),
+            connection=connection(api_key=SECRET),
+        ),
+        timeout=TIMEOUT,
+    ).resource
+    assert got.phase == Phase.FAILED and got.message == "vendor refused key [redacted]"
+
+
+def test_scrub_knows_the_connection_secrets_only_during_the_call():
+    text = f"echoed {SECRET} back"
+    assert scrub(text) == text  # the cached values were computed without the connection
+    with connection_secrets({"api_key": SECRET}):
+        assert scrub(text) == "echoed [redacted] back"
+    assert scrub(text) == text
+
+
+def test_a_retryable_failure_is_a_real_phase_over_v2_even_with_retryable_as_state(connector_service):
+    """--retryable-as-state is for v1 propellers before flyte 1.16.0: v2's Resource has no state to carry it."""
+    svc = connector_service(JobConnector(), retryable_as_state=True, metrics_registry=CollectorRegistry())
+    v2 = service_pb2_grpc.AsyncConnectorServiceStub(svc.channel)
+    meta = JobMeta("retry").encode()
+    got = v2.GetTask(connector_pb2.GetTaskRequest(resource_meta=meta, task_category=category("job")), timeout=TIMEOUT)
+    assert got.resource.phase == Phase.RETRYABLE_FAILED
+    assert got.resource.message == "the vendor is rate limiting, try later"
+    v1 = svc.async_stub.GetTask(
+        agent_pb2.GetTaskRequest(resource_meta=meta, task_category=agent_pb2.TaskCategory(name="job")),
+        timeout=TIMEOUT,
+    )
+    assert (v1.resource.phase, v1.resource.state) == (Phase.UNDEFINED, agent_pb2.RETRYABLE_FAILURE)
+
+
+def test_signed_metadata_over_v2(connector_service):
+    svc = connector_service(JobConnector(), EchoSync(), metadata_keys=[b"k1"], metrics_registry=CollectorRegistry())
+    v2 = service_pb2_grpc.AsyncConnectorServiceStub(svc.channel)
+    meta = v2.CreateTask(connector_pb2.CreateTaskRequest(template=template("job")), timeout=TIMEOUT).resource_meta
+    assert b"#hmac-sha256:" in meta
+    got = v2.GetTask(connector_pb2.GetTaskRequest(resource_meta=meta, task_category=category("job")), timeout=TIMEOUT)
+    assert got.resource.phase == Phase.SUCCEEDED
+    v1 = svc.async_stub.GetTask(  # one signature for both generations
+        agent_pb2.GetTaskRequest(resource_meta=meta, task_category=agent_pb2.TaskCategory(name="job")),
+        timeout=TIMEOUT,
+    )
+    assert v1.resource.phase == Phase.SUCCEEDED
+    inputs = common_pb2.Inputs(literals=[common_pb2.NamedLiteral(name="x", value=_int(21))])
+    result = v2.CreateTask(
+        connector_pb2.CreateTaskRequest(template=template("echo"), inputs=inputs), timeout=TIMEOUT
+    ).resource_meta
+    got = v2.GetTask(connector_pb2.GetTaskRequest(resource_meta=result, task_category=category("echo")), timeout=5)
+    assert got.resource.phase == Phase.SUCCEEDED
+    forged_result = result.replace(b"\x08\x2a", b"\x08\x2b")  # y = 42 made 43: the tag no longer matches
+    assert forged_result != result
+    for name, forged in (("job", JobMeta("someone-elses-job").encode()), ("echo", forged_result)):
+        with pytest.raises(grpc.RpcError) as e:
+            v2.GetTask(connector_pb2.GetTaskRequest(resource_meta=forged, task_category=category(name)), timeout=5)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert "signed" in e.value.details() or "signature" in e.value.details()
+
+
+class BoundedJob(AsyncConnectorBase):
+    name = "Bounded Job"
+    max_concurrent_calls = 1
+
+    def __init__(self) -> None:
+        super().__init__(task_type_name="bounded", metadata_type=JobMeta)
+        self.release = asyncio.Event()
+
+    async def create(self, task_template, output_prefix, inputs=None, task_execution_metadata=None, **kwargs):
+        return JobMeta("b")
+
+    async def get(self, resource_meta, **kwargs):
+        await asyncio.wait_for(self.release.wait(), 30)
+        return Resource(phase=Phase.SUCCEEDED)
+
+    async def delete(self, resource_meta, **kwargs):
+        pass
+
+
+def test_the_bulkhead_counts_v1_and_v2_calls_together(connector_service):
+    connector = BoundedJob()
+    svc = connector_service(connector, metrics_registry=CollectorRegistry())
+    v2 = service_pb2_grpc.AsyncConnectorServiceStub(svc.channel)
+    request = connector_pb2.GetTaskRequest(resource_meta=JobMeta("b").encode(), task_category=category("bounded"))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(  # a v1 call holds the only slot
+            svc.async_stub.GetTask,
+            agent_pb2.GetTaskRequest(
+                resource_meta=request.resource_meta, task_category=agent_pb2.TaskCategory(name="bounded")
+            ),
+            timeout=10,
+        )
+        time.sleep(0.2)
+        with pytest.raises(grpc.RpcError) as e:
+            v2.GetTask(request, timeout=TIMEOUT)
+        svc.loop.call_soon_threadsafe(connector.release.set)
+        assert first.result(10).resource.phase == Phase.SUCCEEDED
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "Bounded Job is at its limit of 1 concurrent calls" in e.value.details()
+
+
+def test_a_v2_request_over_the_size_limit_names_the_flag(connector_service):
+    svc = connector_service(JobConnector(), max_message_mb=1, metrics_registry=CollectorRegistry())
+    v2 = service_pb2_grpc.AsyncConnectorServiceStub(svc.channel)
+    big = template("job", blob="z" * (3 * 2**19))  # 1.5 MiB
+    with pytest.raises(grpc.RpcError) as e:
+        v2.CreateTask(connector_pb2.CreateTaskRequest(template=big), timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--max-message-mb" in e.value.details()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 from dataclasses import dataclass
@@ -166,3 +167,65 @@ def test_old_flytekit_struct_and_new_msgpack_inputs_decode():
 def test_literal_type_for_unknown_python_type():
     with pytest.raises(TypeError, match="complex"):
         literal_type_for(complex)
+
+
+# ------------------------------------------------------------------------ for connectors ported from flytekit
+def _flytekit_like_dataset():
+    @dataclasses.dataclass
+    class StructuredDataset:  # what flytekit's is to us: a dataclass from a flytekit module
+        uri: str
+        file_format: str = "parquet"
+
+    StructuredDataset.__module__ = "flytekit.types.structured.structured_dataset"
+    return StructuredDataset(uri="bq://p:d.t")
+
+
+def test_a_flytekit_object_is_a_clear_error_never_a_msgpack_dict():
+    with pytest.raises(TypeError, match="cannot convert 'results': a flytekit StructuredDataset cannot be converted"):
+        python_to_literal_map({"results": _flytekit_like_dataset()})
+    struct = types_pb2.LiteralType(simple=types_pb2.STRUCT)
+    with pytest.raises(TypeError, match="core_connectors.literals.StructuredDataset"):
+        python_to_literal(_flytekit_like_dataset(), struct)
+
+
+def test_typed_outputs_become_datasets_and_blobs_with_or_without_an_interface():
+    from core_connectors.literals import FlyteDirectory, FlyteFile, StructuredDataset
+
+    untyped = python_to_literal_map(
+        {"t": StructuredDataset("bq://p:d.t"), "f": FlyteFile("s3://b/k.csv", "csv"), "d": FlyteDirectory("s3://b/dir")}
+    )
+    assert untyped.literals["t"].scalar.structured_dataset.uri == "bq://p:d.t"
+    assert untyped.literals["f"].scalar.blob.uri == "s3://b/k.csv"
+    assert untyped.literals["f"].scalar.blob.metadata.type.format == "csv"
+    assert untyped.literals["d"].scalar.blob.metadata.type.dimensionality == types_pb2.BlobType.MULTIPART
+    sd_type = types_pb2.LiteralType(structured_dataset_type=types_pb2.StructuredDatasetType(format="parquet"))
+    typed = python_to_literal_map({"t": StructuredDataset("s3://b/t")}, {"t": sd_type})
+    assert typed.literals["t"].scalar.structured_dataset.metadata.structured_dataset_type.format == "parquet"
+
+
+def test_template_inputs_follow_the_interface():
+    from flyteidl.core import tasks_pb2
+
+    from core_connectors.literals import template_inputs, variable_map
+
+    template = tasks_pb2.TaskTemplate()
+    template.interface.inputs.CopyFrom(variable_map({"n": int, "name": str, "extra": dict}))
+    inputs = python_to_literal_map({"name": "x", "n": 3, "extra": {"a": [1]}, "ignored": 1}, template.interface.inputs)
+    assert template_inputs(template, inputs) == {"n": 3, "name": "x", "extra": {"a": [1]}}
+    del inputs.literals["name"]
+    with pytest.raises(ValueError, match="input 'name' declared by the task's interface is missing"):
+        template_inputs(template, inputs)
+    assert template_inputs(tasks_pb2.TaskTemplate(), None) == {}
+
+
+def test_python_type_for_reads_back_literal_type_for():
+    import typing
+
+    from core_connectors.literals import python_type_for
+
+    for py_type in (int, float, str, bool, dt.datetime, dt.timedelta, bytes, list[int], dict[str, float], dict):
+        assert python_type_for(literal_type_for(py_type)) == py_type
+    sd = types_pb2.LiteralType(structured_dataset_type=types_pb2.StructuredDatasetType())
+    assert python_type_for(sd) is str
+    with pytest.raises(TypeError, match="no Python type"):
+        python_type_for(literal_type_for(typing.Optional[int]))  # noqa: UP045

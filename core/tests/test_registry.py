@@ -6,12 +6,13 @@ import logging
 import sys
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from flyteidl.admin import agent_pb2
 
 from core_connectors import AsyncConnectorBase, ConnectorNotFound, ConnectorRegistry, ResourceMeta, SyncConnectorBase
-from core_connectors.registry import Registry
+from core_connectors.registry import PluginSource, Registry, Shadowed
 
 
 @dataclass
@@ -203,3 +204,59 @@ class TestDiscovery:
         first = (len(registry.connectors()), len(registry.failures))
         registry.discover()
         assert (len(registry.connectors()), len(registry.failures)) == first
+
+
+class TestBridgedConnectors:
+    """A bridge plugin's connectors (Bridged) yield their task category to native ones, whichever comes first."""
+
+    NATIVE = PluginSource(entry_point="jobs", distribution="core-connectors-jobs", version="0.1.0")
+    FLYTEKIT = PluginSource(entry_point="jobs", distribution="flytekitplugins-jobs", version="1.16.0", via="flytekit")
+
+    def test_a_native_connector_registered_first_shadows_the_bridged_one(self):
+        registry = Registry(discover=False)
+        native, bridged = Job(), Job()
+        registry.register(native, source=self.NATIVE)
+        registry.register(bridged, source=self.FLYTEKIT, bridged=True)
+        assert registry.get_connector("job") is native
+        assert registry.shadowed == [Shadowed(bridged, self.FLYTEKIT, by=self.NATIVE)]
+        assert registry.failures == []
+
+    def test_a_native_connector_registered_later_replaces_the_bridged_one(self):
+        registry = Registry(discover=False)
+        native, bridged = Job(), Job()
+        registry.register(bridged, source=self.FLYTEKIT, bridged=True)
+        assert registry.get_connector("job") is bridged
+        registry.register(native, source=self.NATIVE)
+        assert registry.get_connector("job") is native
+        assert registry.shadowed == [Shadowed(bridged, self.FLYTEKIT, by=self.NATIVE)]
+        assert [categories(a) for a in registry.list_connectors()] == [[("job", 0)]]
+
+    def test_sources_describe_where_a_bridged_connector_came_from(self):
+        assert self.NATIVE.describe() == "core-connectors-jobs 0.1.0"
+        assert self.FLYTEKIT.describe() == "flytekitplugins-jobs 1.16.0 (flytekit plugin 'jobs', via flytekit)"
+        assert PluginSource(entry_point="my_module", via="flytekit").describe() == "module my_module (via flytekit)"
+
+    def test_a_duplicate_of_an_installed_plugin_names_the_way_out(self):
+        registry = Registry(discover=False)
+        registry.register(Job(), source=self.NATIVE)
+        with pytest.raises(ValueError, match="CORE_CONNECTORS_DISABLE=jobs") as info:
+            registry.register(Job())
+        assert "core-connectors-jobs (entry point 'jobs') already serves it" in str(info.value)
+
+    def test_a_modules_connector_claiming_an_installed_task_type_names_the_way_out(self, tmp_path, monkeypatch):
+        (tmp_path / "my_jobs.py").write_text(
+            textwrap.dedent(
+                f"""
+                import sys
+                sys.path.insert(0, {str(Path(__file__).parent)!r})
+                from test_registry import Job
+                from core_connectors import ConnectorRegistry
+                ConnectorRegistry.register(Job())
+                """
+            )
+        )
+        monkeypatch.chdir(tmp_path)
+        with ConnectorRegistry.isolated() as registry:
+            registry.register(Job(), source=self.NATIVE)
+            with pytest.raises(ImportError, match="with CORE_CONNECTORS_DISABLE=jobs"):
+                registry.import_modules(["my_jobs"])

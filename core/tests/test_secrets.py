@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core_connectors import SecretNotFound, get_agent_secret, get_connector_secret
+from core_connectors.secrets import scrub
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +39,11 @@ def test_missing_secret_names_where_it_looked(secrets_dir):
         get_connector_secret("api_key")
     assert "_FSEC_API_KEY" in str(info.value) and str(secrets_dir / "api_key") in str(info.value)
     assert isinstance(info.value, KeyError)
+
+
+def test_scrub_replaces_every_secret_handed_out_and_secret_looking_variables(secrets_dir, monkeypatch):
+    (secrets_dir / "api_key").write_text("file-secret-value")
+    monkeypatch.setenv("MY_SERVICE_PASSWORD", "env-password-value")
+    get_connector_secret("api_key")
+    text = "a file-secret-value, an env-password-value and a short one: abc"
+    assert scrub(text) == "a [redacted], an [redacted] and a short one: abc"

@@ -15,6 +15,7 @@ def fake_bq(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[FakeBigQ
     """The stand-in, with BIGQUERY_EMULATOR_HOST at it and no credentials secret anywhere."""
     monkeypatch.setenv("FLYTE_SECRETS_DEFAULT_DIR", str(tmp_path / "secrets"))
     monkeypatch.delenv("_FSEC_GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     with FakeBigQuery() as fake:
         monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fake.url)
         yield fake

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -10,7 +11,7 @@ import time
 import pytest
 from flyteidl.core.execution_pb2 import TaskExecution
 
-from core_connectors import ConnectorRegistry
+from core_connectors import ConnectorRegistry, RetryableFailure
 from core_connectors.literals import literal_map_to_python
 from core_connectors.testing import modules_after_discovery
 from core_connectors_bigquery import BigQueryConnector, BigQueryMetadata, _gcp
@@ -361,20 +362,31 @@ def test_clients_are_reused_per_project_location_and_credentials(fake_bq) -> Non
     assert _gcp.client("other", "US") is not a
 
 
-def test_credentials_come_from_the_connector_secret(fake_bq, monkeypatch) -> None:
+def service_account_key(fake_bq, email: str = "connector@proj.iam.gserviceaccount.com") -> dict:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    secret = {
+    return {
         "type": "service_account",
         "project_id": "proj",
         "private_key_id": "k1",
         "private_key": pem.decode(),
-        "client_email": "connector@proj.iam.gserviceaccount.com",
+        "client_email": email,
         "token_uri": f"{fake_bq.url}/token",
     }
+
+
+def token_requested_by(fake_bq) -> str:
+    """The service account whose signed assertion asked the stand-in's token endpoint for a token."""
+    (token_request,) = [r for r in fake_bq.requests if r.path == "/token"]
+    payload = token_request.body["assertion"].split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["iss"]
+
+
+def test_credentials_come_from_the_connector_secret(fake_bq, monkeypatch) -> None:
+    secret = service_account_key(fake_bq)
     monkeypatch.setenv("_FSEC_GOOGLE_APPLICATION_CREDENTIALS", json.dumps(secret))
     connector.create(make_template(), "", None, make_metadata())
     (insert,) = fake_bq.requests_to("POST", "insert")
@@ -382,6 +394,32 @@ def test_credentials_come_from_the_connector_secret(fake_bq, monkeypatch) -> Non
     token_request = fake_bq.requests[0]
     assert token_request.path == "/token"
     assert token_request.body["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def test_google_application_credentials_win_over_anonymous_even_with_an_emulator(fake_bq, monkeypatch, tmp_path):
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps(service_account_key(fake_bq, "from-file@proj.iam.gserviceaccount.com")))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    connector.create(make_template(), "", None, make_metadata())
+    (insert,) = fake_bq.requests_to("POST", "insert")
+    assert insert.headers.get("authorization") == "Bearer fake-token"
+    assert token_requested_by(fake_bq) == "from-file@proj.iam.gserviceaccount.com"
+
+
+def test_the_connector_secret_wins_over_google_application_credentials(fake_bq, monkeypatch, tmp_path):
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps(service_account_key(fake_bq, "from-file@proj.iam.gserviceaccount.com")))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    secret = service_account_key(fake_bq, "from-secret@proj.iam.gserviceaccount.com")
+    monkeypatch.setenv("_FSEC_GOOGLE_APPLICATION_CREDENTIALS", json.dumps(secret))
+    connector.create(make_template(), "", None, make_metadata())
+    assert token_requested_by(fake_bq) == "from-secret@proj.iam.gserviceaccount.com"
+
+
+def test_a_rate_limited_insert_is_a_retryable_failure(fake_bq) -> None:
+    fake_bq.fail(429, "jobRateLimitExceeded", method="POST")
+    with pytest.raises(RetryableFailure, match="BigQuery rate limit"):
+        connector.create(make_template(), "", None, make_metadata())
 
 
 def test_without_a_secret_the_emulator_gets_anonymous_requests(fake_bq) -> None:

@@ -1,7 +1,8 @@
 """core-connectors: Flyte's connector framework without flytekit.
 
-The public names mirror ``flytekit.extend.backend.base_connector``; porting a connector means changing its
-imports. Importing this package stays light: the service, metrics, CLI and local runner load on demand.
+The public names mirror ``flytekit.extend.backend.base_connector``; porting a connector starts with its
+imports (docs/porting-from-flytekit.md). Importing this package stays light: the service, metrics, CLI and
+local runner load on demand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .base_connector import (
     convert_to_flyte_phase,
     is_terminal_phase,
 )
-from .errors import ConnectorNotFound, ResourceMetaDecodeError, SecretNotFound
+from .errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
 from .hooks import hookimpl
 from .secrets import get_agent_secret, get_connector_secret
 
@@ -35,6 +36,7 @@ __all__ = [
     "Resource",
     "ResourceMeta",
     "ResourceMetaDecodeError",
+    "RetryableFailure",
     "SecretNotFound",
     "SyncConnectorBase",
     "SyncConnectorExecutorMixin",

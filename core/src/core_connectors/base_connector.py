@@ -1,8 +1,8 @@
 """The connector contract: the names of ``flytekit.extend.backend.base_connector`` without flytekit.
 
-Porting a flytekit connector means changing its imports. Connectors receive the flyteidl messages as they
-arrive on the wire (``TaskTemplate``, ``LiteralMap``, ``TaskExecutionMetadata``); every connector method may
-be a plain ``def`` or an ``async def``.
+Porting a flytekit connector starts with its imports (docs/porting-from-flytekit.md has the rest).
+Connectors receive the flyteidl messages as they arrive on the wire (``TaskTemplate``, ``LiteralMap``,
+``TaskExecutionMetadata``); every connector method may be a plain ``def`` or an ``async def``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2, types_pb2
 from google.protobuf import json_format, struct_pb2
 
-from .errors import ConnectorNotFound, ResourceMetaDecodeError
+from .errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure
 from .secrets import get_agent_secret, get_connector_secret
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ __all__ = [
     "Resource",
     "ResourceMeta",
     "ResourceMetaDecodeError",
+    "RetryableFailure",
     "SyncConnectorBase",
     "SyncConnectorExecutorMixin",
     "TaskCategory",
@@ -308,6 +309,10 @@ class ConnectorBase(ABC):  # noqa: B024 - abstract by intent, as in flytekit
     """What every connector has: a display name and the task category it serves."""
 
     name = "Base Connector"
+    max_concurrent_calls: int | None = None
+    """The service's bound on this connector's calls at once (a bulkhead: a hanging vendor cannot take every
+    thread); None takes the service's default, derived from its thread pool. ``--max-concurrent-calls``
+    overrides it."""
 
     def __init__(self, task_type_name: str, task_type_version: int = 0, **kwargs: Any):
         self._task_category = TaskCategory(name=task_type_name, version=task_type_version)

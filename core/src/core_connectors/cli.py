@@ -47,11 +47,18 @@ def list_connectors(as_json: bool) -> None:
             "name": connector.name,
             "task_categories": [{"name": connector.task_category.name, "version": connector.task_category.version}],
             "is_sync": _is_sync(connector),
-            "entry_point": source.entry_point,
-            "distribution": source.distribution,
-            "version": source.version,
+            **_source_fields(source),
         }
         for connector, source in registry.connectors()
+    ]
+    shadowed = [
+        {
+            "name": s.connector.name,
+            "task_categories": [{"name": s.connector.task_category.name, "version": s.connector.task_category.version}],
+            **_source_fields(s.source),
+            "shadowed_by": _source_fields(s.by),
+        }
+        for s in registry.shadowed
     ]
     failures = [
         {
@@ -63,9 +70,23 @@ def list_connectors(as_json: bool) -> None:
         for f in registry.failures
     ]
     if as_json:
-        click.echo(json.dumps({"connectors": connectors, "failed": failures, "disabled": registry.disabled}, indent=2))
+        listing = {"connectors": connectors, "shadowed": shadowed, "failed": failures, "disabled": registry.disabled}
+        click.echo(json.dumps(listing, indent=2))
         return
-    _print_tables(connectors, failures, registry.disabled)
+    _print_tables(connectors, shadowed, failures, registry.disabled)
+
+
+def _source_fields(source: Any) -> dict[str, str]:
+    """Where a connector came from; ``via`` names the bridge plugin of a connector written for flytekit, or
+    ``flyte-sdk`` for one written for flyte-sdk."""
+    fields = {"entry_point": source.entry_point, "distribution": source.distribution, "version": source.version}
+    return {**fields, "via": source.via} if source.via else fields
+
+
+def _describe(fields: dict[str, Any]) -> str:
+    from .registry import PluginSource
+
+    return PluginSource(**fields).describe() or "(registered in code)"
 
 
 def _is_sync(connector: Any) -> bool:
@@ -74,7 +95,12 @@ def _is_sync(connector: Any) -> bool:
     return isinstance(connector, SyncConnectorBase)
 
 
-def _print_tables(connectors: list[dict[str, Any]], failures: list[dict[str, Any]], disabled: list[str]) -> None:
+def _print_tables(
+    connectors: list[dict[str, Any]],
+    shadowed: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    disabled: list[str],
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -84,20 +110,32 @@ def _print_tables(connectors: list[dict[str, Any]], failures: list[dict[str, Any
         table.add_column(column)
     for c in connectors:
         categories = ", ".join(f"{t['name']} v{t['version']}" for t in c["task_categories"])
-        dist = f"{c['distribution']} {c['version']}".strip() or "(registered in code)"
-        table.add_row(c["name"], categories, "sync" if c["is_sync"] else "async", dist)
+        table.add_row(c["name"], categories, "sync" if c["is_sync"] else "async", _describe(_fields_of(c)))
     console.print(table)
+    if shadowed:
+        hidden = Table(title="Shadowed by a native connector (not served)", title_style="yellow")
+        for column in ("Name", "Task category", "From", "Served instead by"):
+            hidden.add_column(column)
+        for c in shadowed:
+            categories = ", ".join(f"{t['name']} v{t['version']}" for t in c["task_categories"])
+            hidden.add_row(c["name"], categories, _describe(_fields_of(c)), _describe(c["shadowed_by"]))
+        console.print(hidden)
+        console.print("CORE_CONNECTORS_DISABLE=<entry point> on the native plugin serves the shadowed one instead.")
     if failures:
         failed = Table(title="Plugins that failed to load", title_style="bold red")
         for column in ("Entry point", "Distribution", "Error"):
             failed.add_column(column)
         for f in failures:
-            failed.add_row(f["entry_point"], f"{f['distribution']} {f['version']}".strip(), f["error"])
+            failed.add_row(f["entry_point"], _describe(_fields_of(f)), f["error"])
         console.print(failed)
     if disabled:
         console.print(f"Disabled by CORE_CONNECTORS_DISABLE: {', '.join(disabled)}")
     if not connectors and not failures:
         console.print("No connectors installed: try `pip install core-connectors-sleep`.", style="yellow")
+
+
+def _fields_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("entry_point", "distribution", "version", "via") if k in row}
 
 
 if __name__ == "__main__":

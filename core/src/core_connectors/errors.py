@@ -11,6 +11,15 @@ class ResourceMetaDecodeError(ValueError):
     """Resource metadata bytes that do not decode into the connector's metadata type (INVALID_ARGUMENT)."""
 
 
+class RetryableFailure(Exception):
+    """Raise from ``get`` or ``do`` when the job failed in a way that may pass on a retry (a vendor's 429 or 503,
+    a quota, a dropped connection): the service answers a Resource with phase RETRYABLE_FAILED and this message
+    (secrets scrubbed) instead of an error, so propeller retries the task within its retry budget.
+
+    From ``create`` (which has no Resource to answer) it is the status UNAVAILABLE.
+    """
+
+
 class SecretNotFound(KeyError):
     """A connector secret that is in neither the environment nor the secrets directory."""
 

@@ -29,4 +29,6 @@ class ConnectorHookSpec:
     @hookspec
     def provide_connectors(self) -> Any:
         """Return the connectors this plugin provides: instances of, or classes derived from, ConnectorBase
-        (classes are instantiated without arguments)."""
+        (classes are instantiated without arguments). A bridge to another framework's connectors returns
+        ``registry.Bridged`` items (which yield to native connectors) and ``registry.PluginFailure`` for each of
+        that framework's plugins that failed to load."""

@@ -5,7 +5,11 @@ them into the values an author works with every day (int, float, str, bool, None
 dicts with str keys, blob and structured-dataset URIs) and back. Where the template's interface gives a
 ``LiteralType`` it guides the conversion, so an ``int`` sent for a FLOAT input becomes a float and a dict for
 a STRUCT input becomes the msgpack ``Binary`` that flytekit 1.16 writes. Anything else is a ``TypeError``
-that names the value's type: never a pickle.
+that names the value's type: never a pickle, and never a flytekit object quietly packed as a dict.
+
+For connectors ported from flytekit: ``template_inputs`` reads a task's inputs by its interface (what
+``TypeEngine.literal_map_to_kwargs`` did), and ``StructuredDataset``, ``FlyteFile`` and ``FlyteDirectory``
+are outputs with flytekit's names that become typed literals with or without the template's interface.
 """
 
 from __future__ import annotations
@@ -19,18 +23,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgpack
-from flyteidl.core import interface_pb2, literals_pb2, types_pb2
+from flyteidl.core import interface_pb2, literals_pb2, tasks_pb2, types_pb2
 from google.protobuf import json_format
 
 __all__ = [
     "MSGPACK_TAG",
+    "FlyteDirectory",
+    "FlyteFile",
+    "StructuredDataset",
     "blob_literal",
     "literal_map_to_python",
     "literal_type_for",
     "python_to_literal",
     "python_to_literal_map",
+    "python_type_for",
     "structured_dataset_literal",
     "literal_to_python",
+    "template_inputs",
     "variable_map",
 ]
 
@@ -39,6 +48,48 @@ MSGPACK_TAG = "msgpack"
 
 _Simple = types_pb2.SimpleType
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+# ------------------------------------------------------------------------------------- typed outputs
+@dataclasses.dataclass(frozen=True)
+class StructuredDataset:
+    """A table output (parquet files, a ``bq://project:dataset.table``), as flytekit's ``StructuredDataset(uri=...)``
+    is used in connectors: it becomes a structured-dataset literal, typed by the interface where there is one."""
+
+    uri: str
+    file_format: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class FlyteFile:
+    """A file output, as flytekit's ``FlyteFile(path)``: it becomes a single blob literal."""
+
+    path: str
+    format: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class FlyteDirectory:
+    """A directory output, as flytekit's ``FlyteDirectory(path)``: it becomes a multipart blob literal."""
+
+    path: str
+    format: str = ""
+
+
+def template_inputs(task_template: tasks_pb2.TaskTemplate, inputs: literals_pb2.LiteralMap | None) -> dict[str, Any]:
+    """The task's inputs as plain values, by the names its interface declares (what flytekit connectors got
+    from ``TypeEngine.literal_map_to_kwargs`` with the interface's types). An input the interface declares but
+    the map lacks is a ValueError naming it; values the interface does not declare are left out."""
+    given = inputs.literals if inputs is not None else {}
+    values = {}
+    for name in task_template.interface.inputs.variables:
+        if name not in given:
+            raise ValueError(f"input {name!r} declared by the task's interface is missing from the inputs")
+        try:
+            values[name] = literal_to_python(given[name])
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"input {name!r}: {e}") from None
+    return values
 
 
 # --------------------------------------------------------------------------------------------- to Python
@@ -135,6 +186,8 @@ def python_to_literal(value: Any, literal_type: types_pb2.LiteralType | None = N
 
 
 def _untyped_to_literal(value: Any) -> literals_pb2.Literal:
+    if isinstance(value, (StructuredDataset, FlyteFile, FlyteDirectory)):
+        return _typed_output(value)
     if value is None:
         return literals_pb2.Literal(scalar=literals_pb2.Scalar(none_type=literals_pb2.Void()))
     if isinstance(value, (bool, int, float, str, dt.datetime, dt.timedelta)):
@@ -151,8 +204,28 @@ def _untyped_to_literal(value: Any) -> literals_pb2.Literal:
             return literals_pb2.Literal(map=python_to_literal_map(value))
         raise TypeError(f"dict keys must be str, got {type(next(k for k in value if not isinstance(k, str))).__name__}")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _msgpack_literal(dataclasses.asdict(value))
+        return _msgpack_literal(_dataclass_as_dict(value))
     raise TypeError(f"cannot convert a value of type {type(value).__name__} to a Flyte literal")
+
+
+def _typed_output(value: StructuredDataset | FlyteFile | FlyteDirectory) -> literals_pb2.Literal:
+    if isinstance(value, StructuredDataset):
+        return structured_dataset_literal(value.uri, format=value.file_format)
+    multipart = types_pb2.BlobType.MULTIPART if isinstance(value, FlyteDirectory) else types_pb2.BlobType.SINGLE
+    return blob_literal(value.path, format=value.format, dimensionality=multipart)
+
+
+def _dataclass_as_dict(value: Any) -> dict[str, Any]:
+    """A plain dataclass as the dict msgpack encodes. flytekit's own types (a StructuredDataset, a FlyteFile) are
+    dataclasses too, but packing them as a dict would send a literal that looks like success and reads as
+    garbage: they are refused, naming the types of this module that take their place."""
+    if type(value).__module__.split(".")[0] == "flytekit":
+        raise TypeError(
+            f"a flytekit {type(value).__name__} cannot be converted without flytekit's type engine: use "
+            "core_connectors.literals.StructuredDataset, FlyteFile or FlyteDirectory "
+            "(see docs/porting-from-flytekit.md)"
+        )
+    return dataclasses.asdict(value)
 
 
 def _typed_to_literal(value: Any, lt: types_pb2.LiteralType) -> literals_pb2.Literal:
@@ -234,7 +307,7 @@ def _simple_to_literal(value: Any, simple: int) -> literals_pb2.Literal:
             return literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=_to_primitive(value)))
     elif simple == _Simple.STRUCT:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
+            value = _dataclass_as_dict(value)
         if isinstance(value, Mapping):
             return _msgpack_literal(value)
     elif simple == _Simple.BINARY:
@@ -277,7 +350,7 @@ def _msgpack_literal(value: Mapping[str, Any]) -> literals_pb2.Literal:
 
 def _msgpack_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return _dataclass_as_dict(value)
     if isinstance(value, enum.Enum):
         return value.value
     raise TypeError(f"cannot convert a value of type {type(value).__name__}")
@@ -371,6 +444,24 @@ def literal_type_for(py_type: Any) -> types_pb2.LiteralType:
     raise TypeError(f"no Flyte literal type for the Python type {getattr(py_type, '__name__', py_type)!r}")
 
 
+def python_type_for(literal_type: types_pb2.LiteralType) -> Any:
+    """The Python type of the values ``literal_to_python`` gives for ``literal_type`` (what flytekit connectors
+    asked ``TypeEngine.guess_python_type`` for): int, float, str, bool, datetime, timedelta, bytes, None,
+    ``list[T]``, ``dict[str, T]``, dict for STRUCT, str (the URI) for blobs and structured datasets."""
+    kind = literal_type.WhichOneof("type")
+    if kind == "simple":
+        found = _PYTHON_TYPES.get(literal_type.simple)
+        if found is not None:
+            return found
+    elif kind == "collection_type":
+        return list[python_type_for(literal_type.collection_type)]  # type: ignore[misc]
+    elif kind == "map_value_type":
+        return dict[str, python_type_for(literal_type.map_value_type)]  # type: ignore[misc]
+    elif kind in ("blob", "structured_dataset_type", "schema", "enum_type"):
+        return str
+    raise TypeError(f"no Python type for the literal type {json_format.MessageToJson(literal_type, indent=None)}")
+
+
 def _msgpack_struct_type() -> types_pb2.LiteralType:
     """STRUCT with the annotation flytekit 1.16 puts on msgpack-encoded dicts and dataclasses."""
     lt = types_pb2.LiteralType(simple=_Simple.STRUCT)
@@ -409,4 +500,10 @@ _SIMPLE_TYPES: dict[Any, int] = {
     dt.datetime: _Simple.DATETIME,
     dt.timedelta: _Simple.DURATION,
     bytes: _Simple.BINARY,
+}
+
+_PYTHON_TYPES: dict[int, Any] = {
+    **{simple: py_type for py_type, simple in _SIMPLE_TYPES.items()},
+    _Simple.STRUCT: dict,
+    _Simple.NONE: type(None),
 }

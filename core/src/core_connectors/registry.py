@@ -4,6 +4,11 @@ static ``ConnectorRegistry`` facade with flytekit's API.
 ``pip install core-connectors-sleep`` is all it takes: on first use the registry loads every entry point in
 the ``flytekit.connectors`` group, each on its own, so one broken plugin is reported and skipped while the
 rest serve. ``CORE_CONNECTORS_DISABLE=name,...`` skips plugins by entry-point name.
+
+A plugin may also serve connectors on behalf of another framework (the flytekit bridge returns ``Bridged``
+items): those yield their task category to a native connector, and the registry records each one shadowed
+so that ``list`` and the start-up table can show it. Connectors written for flyte-sdk (its ``flyte.connectors``
+entry-point group, loaded when flyte-sdk is installed) are another framework's too and yield the same way.
 """
 
 from __future__ import annotations
@@ -31,14 +36,17 @@ from .hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec
 
 AnyConnector: TypeAlias = Union[AsyncConnectorBase, SyncConnectorBase]  # noqa: UP007 - evaluated at runtime on 3.10
 
-__all__ = ["ConnectorRegistry", "PluginFailure", "PluginSource", "Registry"]
+__all__ = ["Bridged", "ConnectorRegistry", "PluginFailure", "PluginSource", "Registry", "Shadowed"]
 
 logger = logging.getLogger("core_connectors.registry")
 
 DISABLE_ENV = "CORE_CONNECTORS_DISABLE"
 FLYTE_SDK_ENTRY_POINT_GROUP = "flyte.connectors"
-"""Where flyte-sdk plugins announce their connectors; served too. Their names (for CORE_CONNECTORS_DISABLE and
-``core-connectors list``) get the prefix ``flyte.``: flyteplugins-bigquery's ``bigquery`` is ``flyte.bigquery``."""
+"""Where flyte-sdk plugins announce their connectors; served too, as another framework's connectors (they yield
+to native ones). Their names (for CORE_CONNECTORS_DISABLE and ``core-connectors list``) get the prefix
+``flyte.``: flyteplugins-bigquery's ``bigquery`` is ``flyte.bigquery``."""
+FLYTE_SDK = "flyte-sdk"
+"""``PluginSource.via`` of a flyte-sdk connector."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,18 @@ class PluginSource:
     entry_point: str = ""
     distribution: str = ""
     version: str = ""
+    via: str = ""
+    """For a bridged connector: the entry point of the plugin that serves it (``flytekit``)."""
+
+    def describe(self) -> str:
+        """One line for tables: distribution and version, the entry point, and the bridge it comes through."""
+        text = f"{self.distribution} {self.version}".strip()
+        if not self.via:
+            return text
+        if not self.distribution:  # registered at run time, by a module given with --modules
+            return f"module {self.entry_point} (via {self.via})" if self.entry_point else f"(via {self.via})"
+        plugin = f"{self.via} plugin {self.entry_point!r}, " if self.entry_point else ""
+        return f"{text} ({plugin}via {self.via})"
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,24 @@ class PluginFailure:
 
     source: PluginSource
     error: str
+
+
+@dataclass(frozen=True)
+class Bridged:
+    """What a bridge plugin's ``provide_connectors`` returns for a connector written for another framework:
+    it serves its task category only where no native connector does, and ``source`` says where it came from."""
+
+    connector: ConnectorBase
+    source: PluginSource
+
+
+@dataclass(frozen=True)
+class Shadowed:
+    """A bridged connector that is not served because a native connector serves its task category."""
+
+    connector: ConnectorBase
+    source: PluginSource
+    by: PluginSource
 
 
 class Registry:
@@ -70,24 +108,46 @@ class Registry:
         self._sources: dict[TaskCategory, PluginSource] = {}
         self.failures: list[PluginFailure] = []
         self.disabled: list[str] = []
+        self.shadowed: list[Shadowed] = []
+        self._bridged: set[TaskCategory] = set()  # categories served by a bridged connector, until a native one comes
+        self._bridges: dict[PluginSource, Any] = {}  # plugins that returned Bridged items: asked again after --modules
         self._discovered = not discover
+        self._discovering = False  # a plugin being loaded looks connectors up: it sees what is there so far
         self._lock = threading.RLock()
         self.generation = 0
         """Counts registrations, so that a caller caching lookups (the service) knows when to look again."""
 
     # -------------------------------------------------------------------------------------- registration
-    def register(self, connector: ConnectorBase, override: bool = False, source: PluginSource | None = None) -> None:
+    def register(
+        self,
+        connector: ConnectorBase,
+        override: bool = False,
+        source: PluginSource | None = None,
+        bridged: bool = False,
+    ) -> None:
+        """Add a connector. ``bridged`` ones yield: to a native connector already registered (recorded in
+        ``shadowed``, not served) and to one registered later (which replaces it, recorded the same way)."""
         if not isinstance(connector, ConnectorBase):
             raise TypeError(f"expected a ConnectorBase instance, got {type(connector).__name__}")
         category = connector.task_category
+        source = source or PluginSource()
         with self._lock:
             previous = self._connectors.get(category)
+            if previous is not None and bridged and category not in self._bridged:
+                self.shadowed.append(Shadowed(connector, source, by=self._sources[category]))
+                return
+            if previous is not None and not bridged and category in self._bridged:
+                self.shadowed.append(Shadowed(previous, self._sources[category], by=source))
+                override = True
             if previous is not None and not override:
-                raise ValueError(f"Duplicate connector for task type: {category}")
+                raise ValueError(_duplicate_message(category, self._sources[category]))
+            self._bridged.discard(category)
+            if bridged:
+                self._bridged.add(category)
             if previous is not None and previous.name != connector.name:
                 self._forget_category(previous.name, category)
             self._connectors[category] = connector
-            self._sources[category] = source or PluginSource()
+            self._sources[category] = source
             self._add_category(connector, category)
             self.generation += 1
 
@@ -139,25 +199,35 @@ class Registry:
 
     # ----------------------------------------------------------------------------------------- discovery
     def ensure_discovered(self) -> None:
-        if not self._discovered:
-            self.discover()
+        """Discover on first use. Callers on other threads (or an event loop) meanwhile wait for the whole
+        registry: none of them sees it half loaded."""
+        if self._discovered:
+            return
+        with self._lock:
+            if not self._discovered and not self._discovering:
+                self.discover()
 
     def discover(self) -> None:
-        """Load every entry point of the ``flytekit.connectors`` group not disabled by name (again if asked)."""
+        """Load every entry point of the ``flytekit.connectors`` group, then of flyte-sdk's ``flyte.connectors``
+        group, not disabled by name (again if asked)."""
         with self._lock:
-            self._discovered = True
-            disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
-            self.disabled = []
-            for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-                if entry_point.name in disabled:
-                    self.disabled.append(entry_point.name)
-                    continue
-                self._load(entry_point)
-            for entry_point in metadata.entry_points(group=FLYTE_SDK_ENTRY_POINT_GROUP):  # flyte-sdk's connectors
-                if f"flyte.{entry_point.name}" in disabled:
-                    self.disabled.append(f"flyte.{entry_point.name}")
-                    continue
-                self._load(entry_point, flyte_sdk=True)
+            self._discovering = True
+            try:
+                disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+                self.disabled = []
+                for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                    if entry_point.name in disabled:
+                        self.disabled.append(entry_point.name)
+                        continue
+                    self._load(entry_point)
+                for entry_point in metadata.entry_points(group=FLYTE_SDK_ENTRY_POINT_GROUP):  # flyte-sdk's connectors
+                    if f"flyte.{entry_point.name}" in disabled:
+                        self.disabled.append(f"flyte.{entry_point.name}")
+                        continue
+                    self._load(entry_point, flyte_sdk=True)
+            finally:
+                self._discovering = False
+                self._discovered = True  # only now: a caller that saw it True finds every connector
 
     def _load(self, entry_point: metadata.EntryPoint, flyte_sdk: bool = False) -> None:
         dist = getattr(entry_point, "dist", None)
@@ -165,38 +235,63 @@ class Registry:
             entry_point=f"flyte.{entry_point.name}" if flyte_sdk else entry_point.name,
             distribution=dist.metadata["Name"] if dist is not None else "",
             version=dist.version if dist is not None else "",
+            via=FLYTE_SDK if flyte_sdk else "",
         )
-        if any(s == source for s in self._sources.values()) or any(f.source == source for f in self.failures):
+        if (
+            any(s == source for s in self._sources.values())
+            or any(f.source == source for f in self.failures)
+            or any(s.source == source for s in self.shadowed)
+            or source in self._bridges
+        ):
             return  # already loaded by an earlier discover()
         before = set(self._connectors)
         token = _loading_into.set(self)  # flytekit-style plugins register at import: into this registry
         try:
-            if flyte_sdk:  # flyte-sdk installed: only then is it imported
-                from ._flyte_sdk import connectors_of
-
-                provided = connectors_of(entry_point)
+            if flyte_sdk:  # another framework's connectors: they yield to native ones, as bridged ones do
+                plugin = None
+                provided = [Bridged(c, source) for c in _flyte_sdk_connectors(entry_point)]
             else:
-                provided = _provided_connectors(entry_point.load(), entry_point.name)
+                plugin = entry_point.load()
+                provided = _provided_connectors(plugin, entry_point.name)
         except Exception as e:  # a plugin's own failure must not stop the others
             self._fail(source, f"{type(e).__name__}: {e}", exc=e)
             return
         finally:
             _loading_into.reset(token)
-        for connector in provided:
-            try:
-                self.register(connector, source=source)
-            except (TypeError, ValueError) as e:
-                self._fail(source, str(e))
+        if plugin is not None and any(isinstance(item, Bridged) for item in provided):
+            self._bridges[source] = plugin
+        self._add_provided(provided, source)
         for category in set(self._connectors) - before:  # registered as an import side effect, flytekit style
             if self._sources[category] == PluginSource():
                 self._sources[category] = source
         if not provided and set(self._connectors) == before:
             self._fail(source, "provides no connectors (no provide_connectors hook and nothing registered)")
 
+    def _add_provided(self, provided: list[Any], source: PluginSource) -> None:
+        for item in provided:
+            if isinstance(item, PluginFailure):  # a bridge reports the plugins of its framework that failed
+                self._fail(item.source, item.error)
+                continue
+            try:
+                if isinstance(item, Bridged):
+                    self.register(item.connector, source=item.source, bridged=True)
+                else:
+                    self.register(item, source=source)
+            except (TypeError, ValueError) as e:
+                self._fail(source, str(e))
+
+    def _ask_bridges_again(self) -> None:
+        """After ``--modules``: bridges serve what the modules registered into their framework's registry."""
+        known = {id(c) for c in self._connectors.values()} | {id(s.connector) for s in self.shadowed}
+        for source, plugin in self._bridges.items():
+            provided = _provided_connectors(plugin, source.entry_point)
+            self._add_provided([i for i in provided if isinstance(i, Bridged) and id(i.connector) not in known], source)
+
     def import_modules(self, module_names: Iterable[str]) -> None:
         """Import the modules named with ``--modules`` (the working directory first on sys.path, as flytekit
         does). Connectors they register at import or return from ``provide_connectors`` join this registry;
-        returned ones override installed connectors of the same category. A failure is an ImportError."""
+        returned ones override installed connectors of the same category. A failure is an ImportError.
+        Bridges are asked again afterwards, for connectors the modules registered into flytekit's registry."""
         self.ensure_discovered()
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
@@ -211,6 +306,7 @@ class Registry:
                 raise ImportError(f"cannot import module {name!r}: {type(e).__name__}: {e}") from e
             finally:
                 _loading_into.reset(token)
+        self._ask_bridges_again()
 
     def _fail(self, source: PluginSource, error: str, exc: BaseException | None = None) -> None:
         self.failures.append(PluginFailure(source=source, error=error))
@@ -224,7 +320,25 @@ class Registry:
         )
 
 
-def _provided_connectors(obj: Any, name: str) -> list[ConnectorBase]:
+def _duplicate_message(category: TaskCategory, existing: PluginSource) -> str:
+    if not existing.entry_point or existing.via:
+        return f"Duplicate connector for task type: {category}"
+    return (
+        f"Duplicate connector for task type: {category}: {existing.distribution or 'an installed plugin'} "
+        f"(entry point {existing.entry_point!r}) already serves it; to serve this one instead, disable that plugin "
+        f"with CORE_CONNECTORS_DISABLE={existing.entry_point}"
+    )
+
+
+def _flyte_sdk_connectors(entry_point: metadata.EntryPoint) -> list[ConnectorBase]:
+    """A ``flyte.connectors`` entry point's connectors. flyte-sdk (a large import) is imported only here, when
+    such an entry point is installed: an optional dependency kept out of import time, not a cycle."""
+    from ._flyte_sdk import connectors_of
+
+    return connectors_of(entry_point)
+
+
+def _provided_connectors(obj: Any, name: str) -> list[Any]:
     """Ask one loaded entry point for its connectors through the pluggy hook (or take it if it is one)."""
     if isinstance(obj, ConnectorBase) or (inspect.isclass(obj) and issubclass(obj, ConnectorBase)):
         results: list[Any] = [[obj]]
@@ -233,11 +347,14 @@ def _provided_connectors(obj: Any, name: str) -> list[ConnectorBase]:
         manager.add_hookspecs(ConnectorHookSpec)
         manager.register(obj, name=name)
         results = manager.hook.provide_connectors()
-    connectors = []
+    connectors: list[Any] = []
     for result in results:
         for item in result if isinstance(result, (list, tuple)) else [result]:
             if inspect.isclass(item) and issubclass(item, ConnectorBase) and not inspect.isabstract(item):
                 item = typing.cast(Any, item)()  # a no-argument connector class
+            if isinstance(item, (Bridged, PluginFailure)):
+                connectors.append(item)
+                continue
             if not isinstance(item, ConnectorBase):
                 raise TypeError(f"provide_connectors returned {item!r}, which is not a connector")
             connectors.append(item)

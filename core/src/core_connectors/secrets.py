@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import SecretNotFound
 
 __all__ = [
     "Connection",
-    "connection_secret_values",
     "connection_secrets",
     "current_connection",
     "get_agent_secret",
     "get_connector_secret",
+    "scrub",
     "secret_values_handed_out",
 ]
 
@@ -36,6 +38,17 @@ class Connection:
 
     secrets: Mapping[str, str] = field(default_factory=dict)
     configs: Mapping[str, str] = field(default_factory=dict)
+    _scrub: list[Any] = field(default_factory=lambda: [None, ()], init=False, repr=False, compare=False)
+    """(the process's values it was merged with, the merged values): scrub's memo, gone with the call."""
+
+    def _values_with(self, process_values: tuple[str, ...]) -> tuple[str, ...]:
+        """The process's secret values and this connection's, longest first; merged once per call (again only
+        if the process's values change meanwhile)."""
+        if self._scrub[0] is not process_values:
+            own = {v for value in self.secrets.values() for v in (value, value.strip())}
+            merged = {*process_values, *(v for v in own if len(v) >= _MIN_SECRET_LENGTH)}
+            self._scrub[:] = [process_values, tuple(sorted(merged, key=len, reverse=True))]
+        return self._scrub[1]
 
 
 _connection: ContextVar[Connection | None] = ContextVar("core_connectors_connection", default=None)
@@ -56,12 +69,6 @@ def connection_secrets(secrets: Mapping[str, str], configs: Mapping[str, str] | 
 def current_connection() -> Connection | None:
     """The connection of the call being served, if its request carried one."""
     return _connection.get()
-
-
-def connection_secret_values() -> frozenset[str]:
-    """The secret values of the connection in the current context, for scrubbing replies and logs."""
-    connection = _connection.get()
-    return frozenset(connection.secrets.values()) if connection is not None else frozenset()
 
 
 def get_connector_secret(secret_key: str) -> str:
@@ -98,6 +105,51 @@ def _remember(value: str) -> str:
 def secret_values_handed_out() -> frozenset[str]:
     """Every secret value this process has read, for scrubbing error messages and logs."""
     return frozenset(_handed_out)
+
+
+# ------------------------------------------------------------------------------------------------ scrubbing
+_SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_FSEC_", re.IGNORECASE)
+_MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would blank out ordinary words
+_cache: tuple[object, tuple[str, ...]] = (None, ())
+
+
+def scrub(text: str) -> str:
+    """Replace with ``[redacted]`` the value of every secret-looking environment variable, every secret a
+    connector read through ``get_connector_secret`` (files under /etc/secrets included) and, during a Flyte 2
+    call, every secret of the request's connection.
+
+    The one policy for everything that leaves the service (error details, log lines, what a connector
+    returns); cheap when nothing needs replacing, as on every GetTask reply.
+    """
+    if len(text) < _MIN_SECRET_LENGTH:  # "", "done": nothing to look for
+        return text
+    for value in _secret_values():
+        if value in text:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def _secret_values() -> tuple[str, ...]:
+    """The values to scrub, longest first (no secret is left half-replaced): the process's, with the current
+    call's connection secrets merged in. The process-wide cache never holds a connection's values."""
+    connection = _connection.get()
+    if connection is None or not connection.secrets:
+        return _process_secret_values()
+    return connection._values_with(_process_secret_values())
+
+
+def _process_secret_values() -> tuple[str, ...]:
+    """The environment's secret-looking values and the secrets handed out, longest first; recomputed when the
+    environment or the secrets handed out change."""
+    global _cache
+    env = getattr(os.environ, "_data", os.environ)  # CPython's dict under os.environ: cheap to snapshot
+    key = (len(_handed_out), tuple(env), tuple(env.values()))
+    if key != _cache[0]:
+        prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
+        values = set(_handed_out)
+        values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
+        _cache = (key, tuple(sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)))
+    return _cache[1]
 
 
 get_agent_secret = get_connector_secret

@@ -20,7 +20,7 @@ from google.api_core.client_info import ClientInfo
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from core_connectors import SecretNotFound, get_connector_secret
+from core_connectors import RetryableFailure, SecretNotFound, get_connector_secret
 from core_connectors.literals import literal_to_python
 
 from . import __version__
@@ -33,6 +33,7 @@ RPC deadline (the library's default retry runs for 600 s)."""
 RETRY = DEFAULT_RETRY.with_timeout(RETRY_DEADLINE).with_delay(initial=0.25, maximum=2.0)
 
 CREDENTIALS_SECRET = "google_application_credentials"
+CREDENTIALS_FILE_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
 
 _clients: dict[tuple[Any, ...], bigquery.Client] = {}
@@ -62,12 +63,15 @@ def client(project: str, location: str | None) -> bigquery.Client:
 
 
 def _credentials_source() -> tuple[str, str]:
-    """Which credentials to use: the connector secret when set (keyed by its hash, so a rotated secret gets a
-    new client), anonymous against an emulator, else application default credentials."""
+    """Which credentials to use. Explicit ones always win: the connector secret (keyed by its hash, so a
+    rotated secret gets a new client), then the key file named by GOOGLE_APPLICATION_CREDENTIALS. Only when
+    nothing is configured: anonymous against an emulator, else application default credentials."""
     try:
         secret = get_connector_secret(CREDENTIALS_SECRET)
     except SecretNotFound:
         secret = ""
+    if not secret:
+        secret = os.environ.get(CREDENTIALS_FILE_ENV, "").strip()
     if secret:
         return "secret:" + hashlib.sha256(secret.encode()).hexdigest(), secret
     if os.environ.get(EMULATOR_HOST):
@@ -76,7 +80,8 @@ def _credentials_source() -> tuple[str, str]:
 
 
 def _credentials(creds_key: str, secret: str) -> Any:
-    """The secret holds a service-account key (or an authorized-user JSON), or the path of one."""
+    """The secret (or GOOGLE_APPLICATION_CREDENTIALS) holds a service-account key (or an authorized-user JSON),
+    or the path of one."""
     if creds_key == "anonymous":
         from google.auth.credentials import AnonymousCredentials
 
@@ -127,10 +132,12 @@ def start_query(
         left = max(deadline - time.monotonic(), 1.0)  # the whole create stays inside one budget
         retry = RETRY.with_timeout(left)
         return bq.get_job(job_id, project=project, location=location, retry=retry, timeout=min(REQUEST_TIMEOUT, left))
-    except exceptions.TooManyRequests:
-        raise
+    except exceptions.TooManyRequests as e:  # a quota that refills: propeller may create the task again
+        raise RetryableFailure(f"BigQuery rate limit ({e.code}): {e.message}") from None
     except exceptions.ClientError as e:
         raise JobRejected(f"BigQuery refused the job ({e.code} {type(e).__name__}): {e.message}") from None
+    except (exceptions.ServerError, exceptions.RetryError) as e:  # still failing when the retry budget ran out
+        raise RetryableFailure(f"BigQuery did not start the job: {type(e).__name__}: {e}") from None
 
 
 def get_job(project: str, location: str | None, job_id: str) -> Any:

@@ -8,30 +8,32 @@ Connectors keep receiving flyteidl's v1 messages. The messages a connector sees 
 the two generations (same field numbers and types; ``flyteidl2.task.Inputs``' named literals are the entries of
 v1's ``LiteralMap``), so a v2 request's bytes are parsed straight into the v1 types and v1 replies are written
 as v2 bytes; fields that exist in one generation only are dropped (docs/flyte2.md lists them). The handlers take
-raw bytes and parse them with one function per RPC, so bytes that do not parse are INVALID_ARGUMENT, and so that
-a v2 reply costs no conversion. Sync connectors are served as async ones: CreateTask runs ``do`` and carries its
-result in the resource metadata, which GetTask hands back (no state kept on any replica).
+raw bytes and parse them with ``wire.parse`` (bytes that do not parse are INVALID_ARGUMENT, as over v1) and
+return bytes (a v2 reply costs no conversion). Every call goes through the v1 services' ``Dispatcher``:
+bulkheads, scrubbing, RetryableFailure, signed metadata and the metrics (labelled ``protocol="v2"``) are the
+same; only ``--retryable-as-state`` is not applied (v2's Resource has no state: its callers get the real phase).
+Sync connectors are served as async ones: CreateTask runs ``do`` and carries its result in the resource
+metadata, which GetTask hands back (no state kept on any replica).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl2.connector import connector_pb2, service_pb2
-from flyteidl2.core import security_pb2
 from google.protobuf.message import DecodeError, Message
 
-from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
-from ..errors import ConnectorNotFound
+from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase
+from ..errors import ConnectorNotFound, RetryableFailure
 from ..secrets import connection_secrets
-from .errors import ServiceError
-from .service import Dispatcher, _decode, _logs_response, _output_types, _phase_name, _resource_idl, _unimplemented
+from . import wire
+from .errors import ServiceError, unimplemented
+from .replies import resource_idl
+from .service import Dispatcher
 
 __all__ = ["SERVICE_NAMES", "SYNC_RESULT_LIMIT", "add_services"]
 
@@ -46,60 +48,13 @@ _PROTOCOL = "v2"
 _M = TypeVar("_M", bound=Message)
 
 
-# ------------------------------------------------------------------------------------------- parsing
-# One function per RPC: raw request bytes in, what the handler needs out, INVALID_ARGUMENT for bytes that do not
-# parse or a request that lacks what the call needs.
-def _parse(message_type: type[_M], data: bytes, rpc: str) -> _M:
-    try:
-        return message_type.FromString(data)
-    except DecodeError as e:
-        raise ServiceError(_Code.INVALID_ARGUMENT, f"{rpc} request does not parse as flyteidl2: {e}") from None
-
-
-@dataclass(frozen=True)
-class CreateCall:
-    """A v2 CreateTask as a connector receives it: the v1 request, and the connection's secrets."""
-
-    request: agent_pb2.CreateTaskRequest
-    connection: security_pb2.Connection
-
-
-def parse_create(data: bytes) -> CreateCall:
-    v2 = _parse(connector_pb2.CreateTaskRequest, data, "CreateTask")
-    if not v2.HasField("template"):
-        raise ServiceError(_Code.INVALID_ARGUMENT, "CreateTask request has no task template")
-    v1 = _parse(agent_pb2.CreateTaskRequest, data, "CreateTask")  # the same bytes as v1 (module docstring)
-    v1.DiscardUnknownFields()  # the connection, Inputs.context and other fields only v2 has
-    return CreateCall(v1, v2.connection)
-
-
-def parse_get(data: bytes) -> connector_pb2.GetTaskRequest:
-    return _parse(connector_pb2.GetTaskRequest, data, "GetTask")
-
-
-def parse_delete(data: bytes) -> connector_pb2.DeleteTaskRequest:
-    return _parse(connector_pb2.DeleteTaskRequest, data, "DeleteTask")
-
-
-def parse_metrics(data: bytes) -> connector_pb2.GetTaskMetricsRequest:
-    return _parse(connector_pb2.GetTaskMetricsRequest, data, "GetTaskMetrics")
-
-
-def parse_logs(data: bytes) -> connector_pb2.GetTaskLogsRequest:
-    return _parse(connector_pb2.GetTaskLogsRequest, data, "GetTaskLogs")
-
-
-def parse_get_connector(data: bytes) -> connector_pb2.GetConnectorRequest:
-    return _parse(connector_pb2.GetConnectorRequest, data, "GetConnector")
-
-
 # ------------------------------------------------------------------------------------------- replies
-def _resource_reply(resource: agent_pb2.Resource) -> bytes:
-    """A v1 Resource written as v2's GetTaskResponse (outputs become ``flyteidl2.task.Outputs``). The v1-only
-    ``state`` (deprecated) becomes the phase and ``agent_error`` is dropped, its message kept."""
+def _resource_reply(resource: agent_pb2.Resource) -> agent_pb2.GetTaskResponse:
+    """A v1 Resource as v2's GetTaskResponse (written as bytes, its outputs are ``flyteidl2.task.Outputs``). The
+    v1-only ``state`` (deprecated) becomes the phase and ``agent_error`` is dropped, its message kept."""
     if resource.state or resource.HasField("agent_error"):
         resource = _without_v1_only_fields(resource)
-    return agent_pb2.GetTaskResponse(resource=resource).SerializeToString()
+    return agent_pb2.GetTaskResponse(resource=resource)
 
 
 def _without_v1_only_fields(resource: agent_pb2.Resource) -> agent_pb2.Resource:
@@ -109,8 +64,7 @@ def _without_v1_only_fields(resource: agent_pb2.Resource) -> agent_pb2.Resource:
     return copy
 
 
-def _sync_result(resource: agent_pb2.Resource) -> bytes:
-    data = SYNC_RESULT_MAGIC + resource.SerializeToString()
+def _sync_result(data: bytes) -> bytes:
     if len(data) > SYNC_RESULT_LIMIT:
         raise ServiceError(
             _Code.RESOURCE_EXHAUSTED,
@@ -147,21 +101,29 @@ class AsyncConnectorService:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
 
+    def _parse(self, message_type: type[_M], data: bytes, rpc: str) -> _M:
+        return wire.parse(message_type, data, rpc, self.d.max_message_bytes)
+
     async def CreateTask(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
         try:
-            call = parse_create(data)
+            v2 = self._parse(connector_pb2.CreateTaskRequest, data, "CreateTask")
+            if not v2.HasField("template"):
+                raise ServiceError(_Code.INVALID_ARGUMENT, "CreateTask request has no task template")
+            request = self._parse(agent_pb2.CreateTaskRequest, data, "CreateTask")  # the same bytes, as v1
+            request.DiscardUnknownFields()  # the connection, Inputs.context and other fields only v2 has
         except Exception as e:
             await self.d.fail(context, e, "", "create", started, _PROTOCOL)
-        request = call.request
         template = request.template
         task_type = template.type
-        with connection_secrets(call.connection.secrets, call.connection.configs):
+        with connection_secrets(v2.connection.secrets, v2.connection.configs):
             try:
                 connector = self.d.connector(task_type, template.task_type_version)
-                self.d.metrics.input_size(task_type, request.inputs.ByteSize(), _PROTOCOL)
+                if request.HasField("inputs"):
+                    self.d.metrics.input_size(task_type, request.inputs.ByteSize(), _PROTOCOL)
                 if isinstance(connector, SyncConnectorBase):
-                    meta = _sync_result(await self._do(connector, request))
+                    result = await self.d.do(connector, template, request.inputs, request.output_prefix)
+                    meta = _sync_result(self.d.signed(connector, SYNC_RESULT_MAGIC + result.SerializeToString()))
                 else:
                     created = await self.d.call(
                         connector,
@@ -171,29 +133,19 @@ class AsyncConnectorService:
                         output_prefix=request.output_prefix,
                         task_execution_metadata=request.task_execution_metadata,
                     )
-                    meta = created.encode()
+                    meta = self.d.encode(connector, created)
+                response = agent_pb2.CreateTaskResponse(resource_meta=meta)
+                self.d.fits(response, "CreateTask")
             except Exception as e:
                 await self.d.fail(context, e, task_type, "create", started, _PROTOCOL)
         self.d.metrics.succeeded(task_type, "create", started, _PROTOCOL)
-        return agent_pb2.CreateTaskResponse(resource_meta=meta).SerializeToString()
-
-    async def _do(self, connector: SyncConnectorBase, request: agent_pb2.CreateTaskRequest) -> agent_pb2.Resource:
-        template = request.template
-        resource = await self.d.call(
-            connector, "do", task_template=template, inputs=request.inputs, output_prefix=request.output_prefix
-        )
-        idl = _resource_idl(resource, _output_types(template))
-        if not is_terminal_phase(idl.phase):
-            raise RuntimeError(
-                f"do() returned the non-terminal phase {_phase_name(idl.phase)}; "
-                "a sync connector must return SUCCEEDED, FAILED, RETRYABLE_FAILED or ABORTED"
-            )
-        return idl
+        return response.SerializeToString()  # the same bytes in v2 (module docstring)
 
     async def GetTask(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """The connector's phase as it is: ``--retryable-as-state`` is for old v1 propellers only."""
         started = time.perf_counter()
         try:
-            request = parse_get(data)
+            request = self._parse(connector_pb2.GetTaskRequest, data, "GetTask")
         except Exception as e:
             await self.d.fail(context, e, "", "get", started, _PROTOCOL)
         name, version = _category(request)
@@ -201,21 +153,26 @@ class AsyncConnectorService:
             try:
                 connector = self.d.connector(name, version)
                 if isinstance(connector, SyncConnectorBase):
-                    reply = _resource_reply(_stored_result(request.resource_meta))
+                    resource = _stored_result(self.d.verified(connector, request.resource_meta))
                 else:
-                    meta = _decode(connector, request.resource_meta, "get")
-                    resource = await self.d.call(connector, "get", resource_meta=meta)
-                    reply = _resource_reply(_resource_idl(resource, None))
+                    meta = self.d.decode(connector, request.resource_meta, "get")
+                    try:
+                        got = await self.d.call(connector, "get", resource_meta=meta)
+                    except RetryableFailure as e:
+                        got = self.d.retryable(e, name, "get")
+                    resource = resource_idl(got, None)
+                response = _resource_reply(resource)
+                self.d.fits(response, "GetTask")
             except Exception as e:
                 await self.d.fail(context, e, name, "get", started, _PROTOCOL)
         self.d.metrics.succeeded(name, "get", started, _PROTOCOL)
-        return reply
+        return response.SerializeToString()
 
     async def DeleteTask(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A sync connector's task is over once CreateTask answered: deleting it succeeds and does nothing."""
         started = time.perf_counter()
         try:
-            request = parse_delete(data)
+            request = self._parse(connector_pb2.DeleteTaskRequest, data, "DeleteTask")
         except Exception as e:
             await self.d.fail(context, e, "", "delete", started, _PROTOCOL)
         name, version = _category(request)
@@ -223,7 +180,7 @@ class AsyncConnectorService:
             try:
                 connector = self.d.connector(name, version)
                 if not isinstance(connector, SyncConnectorBase):
-                    meta = _decode(connector, request.resource_meta, "delete")
+                    meta = self.d.decode(connector, request.resource_meta, "delete")
                     await self.d.call(connector, "delete", resource_meta=meta)
             except Exception as e:
                 await self.d.fail(context, e, name, "delete", started, _PROTOCOL)
@@ -234,14 +191,15 @@ class AsyncConnectorService:
         started = time.perf_counter()
         name = ""
         try:
-            request = parse_metrics(data)
+            request = self._parse(connector_pb2.GetTaskMetricsRequest, data, "GetTaskMetrics")
             name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_metrics")
             response = await self.d.call(connector, "get_metrics", resource_meta=meta)
             if not isinstance(response, agent_pb2.GetTaskMetricsResponse):
                 raise TypeError(f"get_metrics returned {type(response).__name__}, expected GetTaskMetricsResponse")
+            self.d.fits(response, "GetTaskMetrics")
         except Exception as e:
-            await self.d.fail(context, _unimplemented(e, name, "get_metrics"), name, "get_metrics", started, _PROTOCOL)
+            await self.d.fail(context, unimplemented(e, name, "get_metrics"), name, "get_metrics", started, _PROTOCOL)
         self.d.metrics.succeeded(name, "get_metrics", started, _PROTOCOL)
         return response.SerializeToString()  # the same bytes in v2 (module docstring)
 
@@ -249,36 +207,21 @@ class AsyncConnectorService:
         started = time.perf_counter()
         name = ""
         try:
-            request = parse_logs(data)
+            request = self._parse(connector_pb2.GetTaskLogsRequest, data, "GetTaskLogs")
             name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
             result = await self.d.call(connector, "get_logs", resource_meta=meta)
-            if isinstance(result, agent_pb2.GetTaskLogsResponse):
-                yield result.SerializeToString()
-            elif hasattr(result, "__aiter__"):
-                async for item in result:
-                    yield _logs_response(item).SerializeToString()
-            elif hasattr(result, "__iter__"):
-                async for item in self._iterate_in_pool(iter(result)):
-                    yield _logs_response(item).SerializeToString()
-            else:
-                raise TypeError(f"get_logs returned {type(result).__name__}, expected GetTaskLogsResponse(s)")
+            async for response in self.d.logs(result):
+                yield response.SerializeToString()
         except Exception as e:
-            await self.d.fail(context, _unimplemented(e, name, "get_logs"), name, "get_logs", started, _PROTOCOL)
+            await self.d.fail(context, unimplemented(e, name, "get_logs"), name, "get_logs", started, _PROTOCOL)
         self.d.metrics.succeeded(name, "get_logs", started, _PROTOCOL)
 
     def _optional(self, name: str, version: int, data: bytes, method: str) -> tuple[ConnectorBase, Any]:
         connector = self.d.connector(name, version)
         if not isinstance(connector, AsyncConnectorBase) or not self.d.is_implemented(connector, method):
             raise ServiceError(_Code.UNIMPLEMENTED, f"{connector.name} does not implement {method}")
-        return connector, _decode(connector, data, method)
-
-    async def _iterate_in_pool(self, it: Iterator[Any]) -> AsyncIterator[Any]:
-        """Each ``next`` of a plain generator may block (it is connector code): run it in the pool."""
-        loop = asyncio.get_running_loop()
-        done = object()
-        while (item := await loop.run_in_executor(self.d.executor, next, it, done)) is not done:
-            yield item
+        return connector, self.d.decode(connector, data, method)
 
 
 class ConnectorMetadataService:
@@ -291,6 +234,10 @@ class ConnectorMetadataService:
 
     async def ListConnectors(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
+        try:
+            wire.parse(connector_pb2.ListConnectorsRequest, data, "ListConnectors", self.d.max_message_bytes)
+        except ServiceError as e:
+            await self.d.fail(context, e, "", "list_agents", started, _PROTOCOL)
         agents = self.d.list_agents()  # the same object until the registry changes
         if agents is not self._agents:
             reply = connector_pb2.ListConnectorsResponse(connectors=[_connector(a) for a in agents.agents])
@@ -301,7 +248,7 @@ class ConnectorMetadataService:
     async def GetConnector(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
         try:
-            request = parse_get_connector(data)
+            request = wire.parse(connector_pb2.GetConnectorRequest, data, "GetConnector", self.d.max_message_bytes)
             try:
                 agent = self.d.registry.get_connector_metadata(request.name)
             except ConnectorNotFound:
@@ -320,26 +267,13 @@ def _connector(agent: agent_pb2.Agent) -> connector_pb2.Connector:
 
 # ------------------------------------------------------------------------------------------- registration
 def add_services(dispatcher: Dispatcher, server: grpc.aio.Server) -> tuple[str, ...]:
-    """Register both v2 services on ``server``; returns their full names (for health and reflection)."""
-    tasks = AsyncConnectorService(dispatcher)
-    metadata = ConnectorMetadataService(dispatcher)
-    unary: Callable[..., grpc.RpcMethodHandler] = grpc.unary_unary_rpc_method_handler
-    services = {
-        "flyteidl2.connector.AsyncConnectorService": {
-            "CreateTask": unary(tasks.CreateTask),
-            "GetTask": unary(tasks.GetTask),
-            "DeleteTask": unary(tasks.DeleteTask),
-            "GetTaskMetrics": unary(tasks.GetTaskMetrics),
-            "GetTaskLogs": grpc.unary_stream_rpc_method_handler(tasks.GetTaskLogs),
-        },
-        "flyteidl2.connector.ConnectorMetadataService": {
-            "ListConnectors": unary(metadata.ListConnectors),
-            "GetConnector": unary(metadata.GetConnector),
-        },
-    }
-    for name, methods in services.items():
-        if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.63: looked up without the generic scan
-            server.add_registered_method_handlers(name, methods)
-        else:
-            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, methods),))
+    """Register both v2 services on ``server`` (raw bytes in and out, see ``wire``); returns their full names
+    (for health and reflection)."""
+    services = service_pb2.DESCRIPTOR.services_by_name
+    wire.add_service(
+        server, services["AsyncConnectorService"], AsyncConnectorService(dispatcher), serialized_replies=True
+    )
+    wire.add_service(
+        server, services["ConnectorMetadataService"], ConnectorMetadataService(dispatcher), serialized_replies=True
+    )
     return SERVICE_NAMES

@@ -20,12 +20,14 @@ from typing import Any
 
 import grpc
 from flyteidl.service import agent_pb2 as service_pb2
-from flyteidl.service import agent_pb2_grpc
 
 from ..base_connector import SyncConnectorBase
+from ..errors import SecretNotFound
 from ..registry import ConnectorRegistry, Registry
+from . import wire
 from .metrics import METRICS_DIR_ENV, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
+from .signing import MetadataSigner, keys_from_secret
 from .watchdog import LoopWatchdog
 
 try:  # Flyte 2's protocol, with the extra core-connectors[flyte2]
@@ -85,6 +87,10 @@ class ConnectorServer:
         prometheus_port: int | None = None,
         metrics_registry: Any = None,
         slow_callback_seconds: float = 0.1,
+        max_concurrent_calls: dict[str, int] | None = None,
+        retryable_as_state: bool = False,
+        metadata_keys: list[bytes] | None = None,
+        accept_unsigned_metadata: bool = False,
     ) -> None:
         self.registry = registry if registry is not None else ConnectorRegistry.current()
         self.host = host
@@ -96,6 +102,9 @@ class ConnectorServer:
         self.prometheus_port = prometheus_port
         self.metrics_registry = metrics_registry
         self.slow_callback_seconds = slow_callback_seconds
+        self.max_concurrent_calls = dict(max_concurrent_calls or {})
+        self.retryable_as_state = retryable_as_state
+        self.signer = MetadataSigner(metadata_keys, accept_unsigned_metadata) if metadata_keys else None
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="connector")
         self.server: Any = None
         self.health: Any = None
@@ -129,25 +138,37 @@ class ConnectorServer:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
-        self.dispatcher = Dispatcher(self.registry, self.executor, metrics)
         limit = self.max_message_mb * 1024 * 1024
+        self.dispatcher = Dispatcher(
+            self.registry,
+            self.executor,
+            metrics,
+            threads=self.threads,
+            limits=self.max_concurrent_calls,
+            max_message_bytes=limit,
+            retryable_as_state=self.retryable_as_state,
+            signer=self.signer,
+        )
         self.server = grpc.aio.server(
             options=[
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
-                ("grpc.max_receive_message_length", limit),
+                # gRPC's own check words its refusal without the flag: ours (wire.parse) answers up to twice the
+                # limit, naming --max-message-mb; gRPC still bounds what is read beyond that.
+                ("grpc.max_receive_message_length", 2 * limit),
                 ("grpc.max_send_message_length", limit),
             ]
         )
-        agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(AsyncAgentService(self.dispatcher), self.server)
-        agent_pb2_grpc.add_SyncAgentServiceServicer_to_server(SyncAgentService(self.dispatcher), self.server)
-        agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(MetadataService(self.dispatcher), self.server)
-        services = SERVICE_NAMES
+        services = service_pb2.DESCRIPTOR.services_by_name
+        wire.add_service(self.server, services["AsyncAgentService"], AsyncAgentService(self.dispatcher))
+        wire.add_service(self.server, services["SyncAgentService"], SyncAgentService(self.dispatcher))
+        wire.add_service(self.server, services["AgentMetadataService"], MetadataService(self.dispatcher))
+        names = SERVICE_NAMES
         if flyte2 is not None:
-            services += flyte2.add_services(self.dispatcher, self.server)
+            names += flyte2.add_services(self.dispatcher, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        for name in ("", *services):
+        reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        for name in ("", *names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.port = self._bind()
         await self.server.start()
@@ -243,6 +264,10 @@ class ServeOptions:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     max_message_mb: int = 4
+    max_concurrent_calls: dict[str, int] = field(default_factory=dict)  # task type -> bound
+    retryable_as_state: bool = False  # for propellers before flyte 1.16.0
+    sign_metadata: bool = False  # keys from the connector secret metadata_signing_keys
+    accept_unsigned_metadata: bool = False  # the migration window of sign_metadata
     timeout: float | None = None
     log_format: str = "text"
     log_level: str = "INFO"
@@ -283,6 +308,10 @@ async def _serve(options: ServeOptions) -> int:
         port=options.port,
         threads=options.threads,
         max_message_mb=options.max_message_mb,
+        max_concurrent_calls=options.max_concurrent_calls,
+        retryable_as_state=options.retryable_as_state,
+        metadata_keys=_signing_keys(options),
+        accept_unsigned_metadata=options.accept_unsigned_metadata,
         tls=options.tls(),
         reuse_port=options.worker_index is not None,
         prometheus_port=None if options.worker_index is not None else (options.prometheus_port or None),
@@ -338,6 +367,17 @@ async def _serve(options: ServeOptions) -> int:
     await server.stop(options.grace)
     logger.info("stopped")
     return 0
+
+
+def _signing_keys(options: ServeOptions) -> list[bytes] | None:
+    if not options.sign_metadata:
+        if options.accept_unsigned_metadata:
+            raise ServeError("--accept-unsigned-metadata goes with --sign-metadata")
+        return None
+    try:
+        return keys_from_secret()
+    except (SecretNotFound, ValueError) as e:
+        raise ServeError(f"--sign-metadata: {e}") from None
 
 
 def run_on_event_loop(main: Coroutine[Any, Any, int], loop: str = "auto") -> int:
@@ -409,11 +449,17 @@ def print_connectors(registry: Registry) -> None:
             connector.name,
             f"{connector.task_category.name} ({connector.task_category.version})",
             str(isinstance(connector, SyncConnectorBase)),
-            f"{source.distribution} {source.version}".strip() or "registered in code",
+            source.describe() or "registered in code",
         )
         for connector, source in registry.connectors()
     ]
     failures = [f"plugin {f.source.entry_point!r} failed to load: {f.error}" for f in registry.failures]
+    failures += [
+        f"not served: {s.connector.name} ({s.connector.task_category.name} v{s.connector.task_category.version}) "
+        f"from {s.source.describe()}, shadowed by {s.by.describe() or 'a connector registered in code'}"
+        + (f" (CORE_CONNECTORS_DISABLE={s.by.entry_point} serves it instead)" if s.by.entry_point else "")
+        for s in registry.shadowed
+    ]
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.table import Table

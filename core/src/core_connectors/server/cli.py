@@ -97,6 +97,41 @@ def _env(name: str) -> str:
     help="Largest gRPC message received or sent, in MiB.",
 )
 @click.option(
+    "--max-concurrent-calls",
+    "max_concurrent_calls",
+    multiple=True,
+    metavar="TASK_TYPE=N",
+    callback=lambda ctx, param, value: _bounds(value),
+    envvar=_env("MAX_CONCURRENT_CALLS"),
+    show_envvar=True,
+    help="Bound on one connector's calls at once (repeatable); a call over it waits briefly, then gets "
+    "RESOURCE_EXHAUSTED. Default: the connector's max_concurrent_calls, else half of --threads for `def` methods.",
+)
+@click.option(
+    "--retryable-as-state/--no-retryable-as-state",
+    default=False,
+    envvar=_env("RETRYABLE_AS_STATE"),
+    show_envvar=True,
+    help="Answer retryable failures as propellers before flyte 1.16.0 read them: phase UNDEFINED and the "
+    "deprecated state RETRYABLE_FAILURE (those propellers fail the task on the phase RETRYABLE_FAILED).",
+)
+@click.option(
+    "--sign-metadata/--no-sign-metadata",
+    default=False,
+    envvar=_env("SIGN_METADATA"),
+    show_envvar=True,
+    help="Sign the resource metadata returned to propeller (HMAC-SHA256; keys in the connector secret "
+    "metadata_signing_keys, the first signs, all verify) and refuse metadata that does not verify.",
+)
+@click.option(
+    "--accept-unsigned-metadata/--no-accept-unsigned-metadata",
+    default=False,
+    envvar=_env("ACCEPT_UNSIGNED_METADATA"),
+    show_envvar=True,
+    help="With --sign-metadata: also accept unsigned metadata (flytekit's, or tasks started before signing), "
+    "for a migration window.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0),
     default=None,
@@ -118,6 +153,18 @@ def serve(**kwargs: object) -> None:
     """Serve the installed connectors to FlytePropeller over gRPC (flyteidl's connector services)."""
     kwargs["modules"] = list(kwargs["modules"])  # type: ignore[call-overload]
     sys.exit(_run(ServeOptions(**kwargs)))  # type: ignore[arg-type]
+
+
+def _bounds(values: tuple[str, ...]) -> dict[str, int]:
+    bounds = {}
+    for value in values:
+        task_type, sep, number = value.rpartition("=")
+        if not sep or not task_type or not number.isdigit() or int(number) < 1:
+            raise click.BadParameter(
+                f"{value!r}: expected TASK_TYPE=N with N >= 1", param_hint="--max-concurrent-calls"
+            )
+        bounds[task_type] = int(number)
+    return bounds
 
 
 def _run(options: ServeOptions) -> int:

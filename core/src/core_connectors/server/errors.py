@@ -4,7 +4,7 @@ Propeller spends one of the user's retries on any CreateTask error and fails the
 errors, so the code must be honest (NOT_FOUND, INVALID_ARGUMENT, UNIMPLEMENTED, ... are the caller's
 problem; INTERNAL is the connector's). Details carry the exception's type and message and a short error id,
 never a traceback; the traceback goes to the log under the same id. Values of secret-looking environment
-variables, and every secret read through ``get_connector_secret``, are scrubbed from both.
+variables, and every secret read through ``get_connector_secret``, are scrubbed from both (``secrets.scrub``).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import re
 import traceback
 from dataclasses import dataclass
 
 import grpc
 
-from ..secrets import connection_secret_values, secret_values_handed_out
+from ..errors import RetryableFailure
+from ..secrets import scrub
 
-__all__ = ["Failure", "ServiceError", "describe_failure", "scrub"]
+__all__ = ["Failure", "ServiceError", "describe_failure", "scrub", "unimplemented"]
 
 logger = logging.getLogger("core_connectors.server")
 
@@ -33,6 +33,7 @@ HTTP_CODES = {
     _Code.INVALID_ARGUMENT: "400",
     _Code.FAILED_PRECONDITION: "400",
     _Code.NOT_FOUND: "404",
+    _Code.RESOURCE_EXHAUSTED: "429",
     _Code.CANCELLED: "499",
     _Code.INTERNAL: "500",
     _Code.UNKNOWN: "500",
@@ -41,8 +42,6 @@ HTTP_CODES = {
     _Code.DEADLINE_EXCEEDED: "504",
 }
 
-_SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_FSEC_", re.IGNORECASE)
-_MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would blank out ordinary words
 _MAX_MESSAGE = 2000  # gRPC details travel in a header; keep them well under its size limit
 
 
@@ -61,18 +60,6 @@ class Failure:
     code: grpc.StatusCode
     details: str
     error_code: str
-
-
-def scrub(text: str) -> str:
-    """Replace with ``[redacted]`` the value of every secret-looking environment variable and every secret a
-    connector read through ``get_connector_secret`` (files under /etc/secrets included)."""
-    prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
-    values = set(secret_values_handed_out()) | connection_secret_values()
-    values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
-    for value in sorted(values, key=len, reverse=True):  # longest first, so no secret is left half-replaced
-        if len(value) >= _MIN_SECRET_LENGTH:
-            text = text.replace(value, "[redacted]")
-    return text
 
 
 def describe_failure(exc: BaseException, operation: str, task_type: str) -> Failure:
@@ -109,6 +96,8 @@ def _one_line(exc: BaseException) -> str:
 def _code_of(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, ServiceError):
         return exc.code
+    if isinstance(exc, RetryableFailure):  # from create: the caller may try again
+        return _Code.UNAVAILABLE
     if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
         code = exc.code()  # a call the connector made to another gRPC service
         if code in (_Code.DEADLINE_EXCEEDED, _Code.CANCELLED):
@@ -116,3 +105,12 @@ def _code_of(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):  # distinct on 3.10
         return _Code.DEADLINE_EXCEEDED
     return _Code.INTERNAL
+
+
+def unimplemented(exc: Exception, task_type: str, method: str) -> Exception:
+    """A connector's own NotImplementedError from an optional method is UNIMPLEMENTED, not INTERNAL."""
+    if isinstance(exc, NotImplementedError):
+        error = ServiceError(_Code.UNIMPLEMENTED, f"{task_type} connector does not implement {method}: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc

@@ -9,30 +9,37 @@ fails.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
-import functools
 import inspect
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from types import CodeType
 from typing import Any, NoReturn
 
 import grpc
 from flyteidl.admin import agent_pb2
-from flyteidl.core import tasks_pb2, types_pb2
-from flyteidl.service import agent_pb2_grpc
+from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2
+from google.protobuf.message import Message
 
-from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase, is_terminal_phase
-from ..errors import ConnectorNotFound
+from ..base_connector import AsyncConnectorBase, ConnectorBase, ResourceMeta, SyncConnectorBase
+from ..errors import ConnectorNotFound, RetryableFailure
 from ..registry import Registry
-from .errors import ServiceError, describe_failure
+from ..secrets import scrub
+from .errors import ServiceError, describe_failure, logger, unimplemented
 from .metrics import Metrics
+from .replies import logs_response, resource_idl, terminal_resource
+from .signing import MetadataSigner
+from .signing import split as split_signature
+from .wire import parse, too_large
 
-__all__ = ["AsyncAgentService", "Dispatcher", "MetadataService", "SyncAgentService"]
+__all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "SyncAgentService"]
 
 _Code = grpc.StatusCode
 _ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
+_RETRYABLE_FAILED = execution_pb2.TaskExecution.RETRYABLE_FAILED
 
 
 class Dispatcher:
@@ -42,10 +49,27 @@ class Dispatcher:
     replaced after the start is found); method kinds are cached per connector.
     """
 
-    def __init__(self, registry: Registry, executor: Executor, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        executor: Executor,
+        metrics: Metrics,
+        *,
+        threads: int = 128,
+        limits: Mapping[str, int] | None = None,
+        max_message_bytes: int = 4 * 2**20,
+        retryable_as_state: bool = False,
+        signer: MetadataSigner | None = None,
+    ) -> None:
         self.registry = registry
         self.executor = executor
         self.metrics = metrics
+        self.default_limit = max(1, threads // 2)  # two hanging connectors cannot take the whole pool
+        self.limits = dict(limits or {})  # task type -> bound, from --max-concurrent-calls
+        self.max_message_bytes = max_message_bytes
+        self.retryable_as_state = retryable_as_state
+        self.signer = signer
+        self._bulkheads: dict[ConnectorBase, Bulkhead] = {}
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self._kinds: dict[tuple[int, str], tuple[Callable[..., Any], int]] = {}
         self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
@@ -85,17 +109,89 @@ class Dispatcher:
 
     # ---------------------------------------------------------------------------------------- calling
     async def call(self, connector: ConnectorBase, method: str, **kwargs: Any) -> Any:
-        """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool."""
+        """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool,
+        within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set)."""
         fn, kind = self._method(connector, method)
-        if kind == _ASYNC:
-            return await fn(**kwargs)
-        if kind == _ASYNC_GEN:
-            return fn(**kwargs)
-        in_context = functools.partial(contextvars.copy_context().run, fn, **kwargs)  # the call's secrets go along
-        result = await asyncio.get_running_loop().run_in_executor(self.executor, in_context)
+        bulkhead = self.bulkhead(connector)
+        if kind != _PLAIN:
+            if not bulkhead.explicit:
+                return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
+            await bulkhead.enter()
+            try:
+                return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
+            finally:
+                bulkhead.leave()
+        await bulkhead.enter()
+        # The slot is freed when the thread is done, not when the caller gives up: a hanging call holds it.
+        # The call's context goes along (a Flyte 2 connection's secrets).
+        future = self.executor.submit(contextvars.copy_context().run, _call_and_leave, bulkhead, fn, kwargs)
+        future.add_done_callback(bulkhead.leave_if_cancelled)
+        result = await asyncio.wrap_future(future)
         if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
             result = await result
         return result
+
+    def bulkhead(self, connector: ConnectorBase) -> Bulkhead:
+        found = self._bulkheads.get(connector)
+        if found is None:
+            limit = self.limits.get(connector.task_category.name) or connector.max_concurrent_calls
+            explicit = limit is not None
+            found = Bulkhead(connector.name, limit or self.default_limit, explicit)
+            self._bulkheads[connector] = found  # kept across registry changes: calls in flight hold slots
+        return found
+
+    def decode(self, connector: ConnectorBase, data: bytes, operation: str) -> Any:
+        """The connector's ResourceMeta from the request's bytes (its signature checked when signing is on)."""
+        if not isinstance(connector, AsyncConnectorBase):
+            raise ServiceError(
+                _Code.FAILED_PRECONDITION,
+                f"{connector.name} is a sync connector: call ExecuteTaskSync, it has no {operation}",
+            )
+        data = self.verified(connector, data)
+        try:
+            return connector.metadata_type.decode(data)
+        except Exception as e:
+            raise ServiceError(_Code.INVALID_ARGUMENT, f"{type(e).__name__}: {e}") from e
+
+    def encode(self, connector: ConnectorBase, meta: ResourceMeta) -> bytes:
+        """The metadata's bytes: flytekit's exactly, with a signature appended when signing is on."""
+        return self.signed(connector, meta.encode())
+
+    def signed(self, connector: ConnectorBase, data: bytes) -> bytes:
+        """Resource metadata going out, signed for the connector's task category when signing is on."""
+        if self.signer is None:
+            return data
+        return self.signer.sign(data, connector.task_category.name, connector.task_category.version)
+
+    def verified(self, connector: ConnectorBase, data: bytes) -> bytes:
+        """Resource metadata coming in, its signature checked and removed (INVALID_ARGUMENT when it does not
+        verify); with signing off, a signature is only removed: tasks started while it was on keep running."""
+        category = connector.task_category
+        if self.signer is not None:
+            return self.signer.verify(data, category.name, category.version)
+        return split_signature(data)[0]
+
+    def retryable(self, exc: RetryableFailure, task_type: str, operation: str) -> agent_pb2.Resource:
+        """A connector's RetryableFailure as the Resource propeller retries on (scrubbed on its way out)."""
+        message = str(exc) or type(exc).__name__
+        logger.warning("%s %s task: retryable failure: %s", operation, task_type or "a", scrub(message))
+        return agent_pb2.Resource(phase=_RETRYABLE_FAILED, message=message)
+
+    def for_propeller(self, resource: agent_pb2.Resource) -> agent_pb2.Resource:
+        """With ``retryable_as_state`` (propellers before flyte 1.16.0, which call the phase RETRYABLE_FAILED an
+        unknown phase, a system error): phase left UNDEFINED and the deprecated state RETRYABLE_FAILURE."""
+        if self.retryable_as_state and resource.phase == _RETRYABLE_FAILED:
+            resource.phase = execution_pb2.TaskExecution.UNDEFINED
+            resource.state = agent_pb2.RETRYABLE_FAILURE
+        return resource
+
+    def fits(self, response: Message, rpc: str) -> None:
+        """RESOURCE_EXHAUSTED naming --max-message-mb for a reply gRPC would refuse to send."""
+        size = response.ByteSize()
+        if size > self.max_message_bytes:
+            raise ServiceError(
+                _Code.RESOURCE_EXHAUSTED, f"{rpc}: the reply is {too_large(size, self.max_message_bytes)}"
+            )
 
     def _method(self, connector: ConnectorBase, method: str) -> tuple[Callable[..., Any], int]:
         key = (id(connector), method)
@@ -119,6 +215,52 @@ class Dispatcher:
         own = getattr(type(connector), method, None)
         return own is not None and own is not getattr(AsyncConnectorBase, method, None)
 
+    async def do(
+        self,
+        connector: SyncConnectorBase,
+        template: tasks_pb2.TaskTemplate,
+        inputs: literals_pb2.LiteralMap,
+        output_prefix: str,
+    ) -> agent_pb2.Resource:
+        """Run a sync connector's ``do``: its terminal Resource, scrubbed (a RetryableFailure as RETRYABLE_FAILED);
+        RuntimeError for a phase that is not terminal."""
+        try:
+            resource = await self.call(
+                connector, "do", task_template=template, inputs=inputs, output_prefix=output_prefix
+            )
+        except RetryableFailure as e:
+            resource = self.retryable(e, template.type, "do")
+        return terminal_resource(resource, template)
+
+    async def logs(self, result: Any, rpc: str = "GetTaskLogs") -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        """What get_logs returned as responses: one, or each item of a (sync or async) iterator; each checked,
+        scrubbed and within the size limit."""
+        if isinstance(result, agent_pb2.GetTaskLogsResponse):
+            items: AsyncIterator[Any] = _one(result)
+        elif hasattr(result, "__aiter__"):
+            items = result
+        elif isinstance(result, Iterator) or hasattr(result, "__iter__"):
+            items = self._iterate_in_pool(iter(result))
+        else:
+            raise TypeError(f"get_logs returned {type(result).__name__}, expected GetTaskLogsResponse(s)")
+        async for item in items:
+            response = logs_response(item)
+            self.fits(response, rpc)
+            yield response
+
+    async def _iterate_in_pool(self, it: Iterator[Any]) -> AsyncIterator[Any]:
+        """Each ``next`` of a plain generator may block (it is connector code): run it in the pool, in the
+        call's context."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        done = object()
+
+        def step() -> Any:
+            return context.run(next, it, done)
+
+        while (item := await loop.run_in_executor(self.executor, step)) is not done:
+            yield item
+
     # ---------------------------------------------------------------------------------------- books
     async def fail(
         self,
@@ -135,16 +277,58 @@ class Dispatcher:
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
-def _decode(connector: ConnectorBase, data: bytes, operation: str) -> Any:
-    if not isinstance(connector, AsyncConnectorBase):
+BULKHEAD_WAIT = 0.5
+"""Seconds a call over its connector's bound waits for a free slot before RESOURCE_EXHAUSTED."""
+
+
+class Bulkhead:
+    """At most ``limit`` calls of one connector at once, counted across threads: a slot taken on the loop is
+    given back by the pool thread that ran the call."""
+
+    __slots__ = ("_lock", "explicit", "in_use", "limit", "name")
+
+    def __init__(self, name: str, limit: int, explicit: bool) -> None:
+        self.name = name
+        self.limit = limit
+        self.explicit = explicit  # set by flag or class attribute, not derived from the pool
+        self.in_use = 0
+        self._lock = threading.Lock()
+
+    def _try_enter(self) -> bool:
+        with self._lock:
+            if self.in_use < self.limit:
+                self.in_use += 1
+                return True
+            return False
+
+    async def enter(self) -> None:
+        if self._try_enter():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BULKHEAD_WAIT
+        while loop.time() < deadline:  # only when saturated: a short poll costs nothing on the fast path
+            await asyncio.sleep(0.01)
+            if self._try_enter():
+                return
         raise ServiceError(
-            _Code.FAILED_PRECONDITION,
-            f"{connector.name} is a sync connector: call ExecuteTaskSync, it has no {operation}",
+            _Code.RESOURCE_EXHAUSTED,
+            f"{self.name} is at its limit of {self.limit} concurrent calls (--max-concurrent-calls); try again later",
         )
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_use -= 1
+
+    def leave_if_cancelled(self, future: concurrent.futures.Future[Any]) -> None:
+        if future.cancelled():  # never started: _call_and_leave did not run
+            self.leave()
+
+
+def _call_and_leave(bulkhead: Bulkhead, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     try:
-        return connector.metadata_type.decode(data)
-    except Exception as e:
-        raise ServiceError(_Code.INVALID_ARGUMENT, f"{type(e).__name__}: {e}") from e
+        return fn(**kwargs)
+    finally:
+        bulkhead.leave()
 
 
 def _category(request: Any) -> tuple[str, int]:
@@ -156,32 +340,23 @@ def _category(request: Any) -> tuple[str, int]:
     return request.task_type, 0
 
 
-def _output_types(template: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.LiteralType] | None:
-    variables = template.interface.outputs.variables
-    return {name: var.type for name, var in variables.items()} if variables else None
+async def _one(item: Any) -> AsyncIterator[Any]:
+    yield item
 
 
-def _resource_idl(resource: Any, output_types: dict[str, types_pb2.LiteralType] | None) -> agent_pb2.Resource:
-    if isinstance(resource, Resource):
-        return resource.to_flyte_idl_sync(output_types)
-    if isinstance(resource, agent_pb2.Resource):
-        return resource
-    raise TypeError(f"the connector returned {type(resource).__name__}, expected a Resource")
-
-
-class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[misc]
+class AsyncAgentService:
     """CreateTask, GetTask, DeleteTask, GetTaskMetrics and the GetTaskLogs stream."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
 
-    async def CreateTask(
-        self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.CreateTaskResponse:
+    async def CreateTask(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.CreateTaskResponse:
         started = time.perf_counter()
-        template = request.template
-        task_type = template.type
+        task_type = ""
         try:
+            request = parse(agent_pb2.CreateTaskRequest, data, "CreateTask", self.d.max_message_bytes)
+            template = request.template
+            task_type = template.type
             if not request.HasField("template"):
                 raise ServiceError(_Code.INVALID_ARGUMENT, "CreateTask request has no task template")
             connector = self.d.connector(task_type, template.task_type_version)
@@ -199,109 +374,87 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
                 output_prefix=request.output_prefix,
                 task_execution_metadata=request.task_execution_metadata,
             )
-            response = agent_pb2.CreateTaskResponse(resource_meta=meta.encode())
+            response = agent_pb2.CreateTaskResponse(resource_meta=self.d.encode(connector, meta))
+            self.d.fits(response, "CreateTask")
         except Exception as e:
             await self.d.fail(context, e, task_type, "create", started)
         self.d.metrics.succeeded(task_type, "create", started)
         return response
 
-    async def GetTask(
-        self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.GetTaskResponse:
+    async def GetTask(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.GetTaskResponse:
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.GetTaskRequest, data, "GetTask", self.d.max_message_bytes)
+            name, version = _category(request)
             connector = self.d.connector(name, version)
-            meta = _decode(connector, request.resource_meta, "get")
-            resource = await self.d.call(connector, "get", resource_meta=meta)
-            response = agent_pb2.GetTaskResponse(resource=_resource_idl(resource, None))
+            meta = self.d.decode(connector, request.resource_meta, "get")
+            try:
+                resource = await self.d.call(connector, "get", resource_meta=meta)
+            except RetryableFailure as e:
+                resource = self.d.retryable(e, name, "get")
+            response = agent_pb2.GetTaskResponse(resource=self.d.for_propeller(resource_idl(resource, None)))
+            self.d.fits(response, "GetTask")
         except Exception as e:
             await self.d.fail(context, e, name, "get", started)
         self.d.metrics.succeeded(name, "get", started)
         return response
 
-    async def DeleteTask(
-        self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.DeleteTaskResponse:
+    async def DeleteTask(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.DeleteTaskResponse:
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.DeleteTaskRequest, data, "DeleteTask", self.d.max_message_bytes)
+            name, version = _category(request)
             connector = self.d.connector(name, version)
-            meta = _decode(connector, request.resource_meta, "delete")
+            meta = self.d.decode(connector, request.resource_meta, "delete")
             await self.d.call(connector, "delete", resource_meta=meta)
         except Exception as e:
             await self.d.fail(context, e, name, "delete", started)
         self.d.metrics.succeeded(name, "delete", started)
         return agent_pb2.DeleteTaskResponse()
 
-    async def GetTaskMetrics(
-        self, request: agent_pb2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.GetTaskMetricsResponse:
+    async def GetTaskMetrics(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.GetTaskMetricsResponse:
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.GetTaskMetricsRequest, data, "GetTaskMetrics", self.d.max_message_bytes)
+            name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_metrics")
             response = await self.d.call(connector, "get_metrics", resource_meta=meta)
             if not isinstance(response, agent_pb2.GetTaskMetricsResponse):
                 raise TypeError(f"get_metrics returned {type(response).__name__}, expected GetTaskMetricsResponse")
+            self.d.fits(response, "GetTaskMetrics")
         except Exception as e:
-            await self.d.fail(context, _unimplemented(e, name, "get_metrics"), name, "get_metrics", started)
+            await self.d.fail(context, unimplemented(e, name, "get_metrics"), name, "get_metrics", started)
         self.d.metrics.succeeded(name, "get_metrics", started)
         return response
 
     async def GetTaskLogs(
-        self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
+        self, data: bytes, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """Stream what the connector gives: one response, or each item of a (sync or async) iterator."""
         started = time.perf_counter()
-        name, version = _category(request)
+        name = ""
         try:
+            request = parse(agent_pb2.GetTaskLogsRequest, data, "GetTaskLogs", self.d.max_message_bytes)
+            name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
             result = await self.d.call(connector, "get_logs", resource_meta=meta)
-            if isinstance(result, agent_pb2.GetTaskLogsResponse):
-                yield result
-            elif hasattr(result, "__aiter__"):
-                async for item in result:
-                    yield _logs_response(item)
-            elif isinstance(result, Iterator) or hasattr(result, "__iter__"):
-                async for item in self._iterate_in_pool(iter(result)):
-                    yield _logs_response(item)
-            else:
-                raise TypeError(f"get_logs returned {type(result).__name__}, expected GetTaskLogsResponse(s)")
+            async for response in self.d.logs(result):
+                yield response
         except Exception as e:
-            await self.d.fail(context, _unimplemented(e, name, "get_logs"), name, "get_logs", started)
+            await self.d.fail(context, unimplemented(e, name, "get_logs"), name, "get_logs", started)
         self.d.metrics.succeeded(name, "get_logs", started)
 
     def _optional(self, name: str, version: int, data: bytes, method: str) -> tuple[ConnectorBase, Any]:
         connector = self.d.connector(name, version)
         if isinstance(connector, AsyncConnectorBase) and not self.d.is_implemented(connector, method):
             raise ServiceError(_Code.UNIMPLEMENTED, f"{connector.name} does not implement {method}")
-        return connector, _decode(connector, data, method)
-
-    async def _iterate_in_pool(self, it: Iterator[Any]) -> AsyncIterator[Any]:
-        """Each ``next`` of a plain generator may block (it is connector code): run it in the pool."""
-        loop = asyncio.get_running_loop()
-        done = object()
-        while (item := await loop.run_in_executor(self.d.executor, next, it, done)) is not done:
-            yield item
+        return connector, self.d.decode(connector, data, method)
 
 
-def _logs_response(item: Any) -> agent_pb2.GetTaskLogsResponse:
-    if isinstance(item, agent_pb2.GetTaskLogsResponse):
-        return item
-    raise TypeError(f"get_logs yielded {type(item).__name__}, expected GetTaskLogsResponse")
-
-
-def _unimplemented(exc: Exception, task_type: str, method: str) -> Exception:
-    """A connector's own NotImplementedError from an optional method is UNIMPLEMENTED, not INTERNAL."""
-    if isinstance(exc, NotImplementedError):
-        error = ServiceError(_Code.UNIMPLEMENTED, f"{task_type} connector does not implement {method}: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
-
-
-class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore[misc]
+class SyncAgentService:
     """ExecuteTaskSync: a header, then the inputs, in; exactly one response with a terminal Resource out.
 
     Protocol errors get INVALID_ARGUMENT (no message, inputs first, or the stream closed after the header:
@@ -313,12 +466,12 @@ class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore
         self.d = dispatcher
 
     async def ExecuteTaskSync(
-        self, request_iterator: AsyncIterator[agent_pb2.ExecuteTaskSyncRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.ExecuteTaskSyncResponse]:
         started = time.perf_counter()
         task_type = ""
         try:
-            first = await anext(request_iterator, None)
+            first = await self._next_message(request_iterator)
             if first is None or not first.HasField("header"):
                 got = "nothing" if first is None else "the inputs"
                 raise ServiceError(_Code.INVALID_ARGUMENT, f"ExecuteTaskSync expects a header first, got {got}")
@@ -331,7 +484,7 @@ class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore
                     _Code.FAILED_PRECONDITION,
                     f"{connector.name} is an async connector: call CreateTask and GetTask, not ExecuteTaskSync",
                 )
-            second = await anext(request_iterator, None)
+            second = await self._next_message(request_iterator)
             if second is None or not second.HasField("inputs"):
                 got = "the end of the stream" if second is None else "a second header"
                 raise ServiceError(
@@ -340,53 +493,47 @@ class SyncAgentService(agent_pb2_grpc.SyncAgentServiceServicer):  # type: ignore
                     "(send an empty LiteralMap for a task without inputs)",
                 )
             self.d.metrics.input_size(task_type, second.inputs.ByteSize())
-            resource = await self.d.call(
-                connector, "do", task_template=template, inputs=second.inputs, output_prefix=header.output_prefix
-            )
-            idl = _resource_idl(resource, _output_types(template))
-            if not is_terminal_phase(idl.phase):
-                raise RuntimeError(
-                    f"do() returned the non-terminal phase {_phase_name(idl.phase)}; "
-                    "a sync connector must return SUCCEEDED, FAILED, RETRYABLE_FAILED or ABORTED"
-                )
-            response = agent_pb2.ExecuteTaskSyncResponse(header=agent_pb2.ExecuteTaskSyncResponseHeader(resource=idl))
+            idl = await self.d.do(connector, template, second.inputs, header.output_prefix)
+            reply = agent_pb2.ExecuteTaskSyncResponseHeader(resource=self.d.for_propeller(idl))
+            response = agent_pb2.ExecuteTaskSyncResponse(header=reply)
+            self.d.fits(response, "ExecuteTaskSync")
         except Exception as e:
             await self.d.fail(context, e, task_type, "do", started)
         yield response
         self.d.metrics.succeeded(task_type, "do", started)
 
-
-def _phase_name(phase: int) -> str:
-    from flyteidl.core.execution_pb2 import TaskExecution
-
-    try:
-        return TaskExecution.Phase.Name(phase)
-    except ValueError:
-        return str(phase)
+    async def _next_message(self, requests: AsyncIterator[bytes]) -> agent_pb2.ExecuteTaskSyncRequest | None:
+        data = await anext(requests, None)
+        if data is None:
+            return None
+        return parse(agent_pb2.ExecuteTaskSyncRequest, data, "ExecuteTaskSync", self.d.max_message_bytes)
 
 
-class MetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type: ignore[misc]
+class MetadataService:
     """ListAgents (cached) and GetAgent, from the registry."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
 
-    async def ListAgents(
-        self, request: agent_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.ListAgentsResponse:
+    async def ListAgents(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.ListAgentsResponse:
         started = time.perf_counter()
+        try:
+            parse(agent_pb2.ListAgentsRequest, data, "ListAgents", self.d.max_message_bytes)
+        except ServiceError as e:
+            await self.d.fail(context, e, "", "list_agents", started)
         response = self.d.list_agents()
         self.d.metrics.succeeded("", "list_agents", started)
         return response
 
-    async def GetAgent(
-        self, request: agent_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.GetAgentResponse:
+    async def GetAgent(self, data: bytes, context: grpc.aio.ServicerContext) -> agent_pb2.GetAgentResponse:
         started = time.perf_counter()
         try:
+            request = parse(agent_pb2.GetAgentRequest, data, "GetAgent", self.d.max_message_bytes)
             agent = self.d.registry.get_connector_metadata(request.name)
         except ConnectorNotFound:
             error = ServiceError(_Code.NOT_FOUND, f"Cannot find connector for name: {request.name}.")
             await self.d.fail(context, error, "", "get_agent", started)
+        except ServiceError as e:
+            await self.d.fail(context, e, "", "get_agent", started)
         self.d.metrics.succeeded("", "get_agent", started)
         return agent_pb2.GetAgentResponse(agent=agent)

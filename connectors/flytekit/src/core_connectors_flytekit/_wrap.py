@@ -1,0 +1,165 @@
+"""Wrappers that give a flytekit connector what ``pyflyte serve connector`` gives it, inside the core's service.
+
+Each call goes to the bridge loop, where the wire messages become flytekit's model classes
+(``TaskTemplate.from_flyte_idl``, ``LiteralMap.from_flyte_idl``, flytekit's ``TaskExecutionMetadata``), the
+connector's method is called as flytekit calls it (``mirror_async_methods``), and its ``Resource`` goes back
+through flytekit's own ``to_flyte_idl`` (the type engine, in the flytekit context of that thread). The core
+then sees a finished ``agent_pb2.Resource`` and does the rest as for any connector: routing, status codes,
+error ids, metrics. The connector's ``ResourceMeta`` bytes are its own ``metadata_type``'s, both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flyteidl.admin import agent_pb2
+from flyteidl.core import literals_pb2, tasks_pb2
+from flytekit.extend.backend import base_connector as fk
+from flytekit.extend.backend.utils import mirror_async_methods
+from flytekit.models.literals import LiteralMap
+from flytekit.models.task import TaskExecutionMetadata, TaskTemplate
+
+from core_connectors import AsyncConnectorBase, ResourceMeta, SyncConnectorBase
+
+from ._loop import run_on_bridge_loop
+
+__all__ = ["wrap"]
+
+
+def wrap(connector: Any) -> AsyncConnectorBase | SyncConnectorBase:
+    """The core connector that serves ``connector`` (a flytekit one) as flytekit's service would."""
+    if isinstance(connector, fk.SyncConnectorBase):
+        return BridgedSyncConnector(connector)
+    if not isinstance(connector, fk.AsyncConnectorBase):
+        raise TypeError(f"{type(connector).__name__} is neither a flytekit sync nor async connector")
+    optional = [m for m in (_Metrics, _Logs) if _overrides(connector, m.method)]
+    cls = type("BridgedAsyncConnector", (*optional, BridgedAsyncConnector), {}) if optional else BridgedAsyncConnector
+    return cls(connector)
+
+
+def _overrides(connector: Any, method: str) -> bool:
+    return getattr(type(connector), method) is not getattr(fk.AsyncConnectorBase, method)
+
+
+def _metadata_type(connector: Any) -> type[ResourceMeta]:
+    """The connector's own metadata class behind the core's ``decode`` (its ``encode`` is on the instances
+    it returns). Whatever it writes is served as flytekit serves it, pickles included: see the README."""
+    own = connector.metadata_type
+
+    class FlytekitMetadata(ResourceMeta):
+        @classmethod
+        def decode(cls, data: bytes) -> Any:
+            return own.decode(data)
+
+    FlytekitMetadata.__qualname__ = FlytekitMetadata.__name__ = f"{own.__name__}(flytekit)"
+    return FlytekitMetadata
+
+
+def _inputs(inputs: literals_pb2.LiteralMap | None) -> LiteralMap | None:
+    return LiteralMap.from_flyte_idl(inputs) if inputs is not None else None
+
+
+async def _resource_idl(resource: Any) -> agent_pb2.Resource:
+    if not isinstance(resource, fk.Resource):
+        raise TypeError(f"the connector returned {type(resource).__name__}, expected a flytekit Resource")
+    return await resource.to_flyte_idl()
+
+
+class BridgedSyncConnector(SyncConnectorBase):
+    """A flytekit SyncConnectorBase behind the core's ExecuteTaskSync."""
+
+    def __init__(self, connector: Any) -> None:
+        super().__init__(task_type_name=connector.task_category.name, task_type_version=connector.task_category.version)
+        self.flytekit_connector = connector
+        self.name = connector.name
+
+    async def do(
+        self,
+        task_template: tasks_pb2.TaskTemplate,
+        output_prefix: str,
+        inputs: literals_pb2.LiteralMap | None = None,
+        **kwargs: Any,
+    ) -> agent_pb2.Resource:  # type: ignore[override]
+        return await run_on_bridge_loop(self._do(task_template, output_prefix, inputs))
+
+    async def _do(
+        self, template: tasks_pb2.TaskTemplate, output_prefix: str, inputs: literals_pb2.LiteralMap | None
+    ) -> agent_pb2.Resource:
+        resource = await mirror_async_methods(
+            self.flytekit_connector.do,
+            task_template=TaskTemplate.from_flyte_idl(template),
+            inputs=_inputs(inputs),
+            output_prefix=output_prefix,
+        )
+        return await _resource_idl(resource)
+
+
+class BridgedAsyncConnector(AsyncConnectorBase):
+    """A flytekit AsyncConnectorBase behind the core's CreateTask, GetTask and DeleteTask."""
+
+    def __init__(self, connector: Any) -> None:
+        super().__init__(
+            task_type_name=connector.task_category.name,
+            task_type_version=connector.task_category.version,
+            metadata_type=_metadata_type(connector),
+        )
+        self.flytekit_connector = connector
+        self.name = connector.name
+
+    async def create(
+        self,
+        task_template: tasks_pb2.TaskTemplate,
+        output_prefix: str,
+        inputs: literals_pb2.LiteralMap | None,
+        task_execution_metadata: agent_pb2.TaskExecutionMetadata | None,
+        **kwargs: Any,
+    ) -> Any:
+        return await run_on_bridge_loop(self._create(task_template, output_prefix, inputs, task_execution_metadata))
+
+    async def _create(
+        self,
+        template: tasks_pb2.TaskTemplate,
+        output_prefix: str,
+        inputs: literals_pb2.LiteralMap | None,
+        metadata: agent_pb2.TaskExecutionMetadata | None,
+    ) -> Any:
+        return await mirror_async_methods(
+            self.flytekit_connector.create,
+            task_template=TaskTemplate.from_flyte_idl(template),
+            inputs=_inputs(inputs),
+            output_prefix=output_prefix,
+            task_execution_metadata=TaskExecutionMetadata.from_flyte_idl(
+                metadata if metadata is not None else agent_pb2.TaskExecutionMetadata()
+            ),
+        )
+
+    async def get(self, resource_meta: Any, **kwargs: Any) -> agent_pb2.Resource:  # type: ignore[override]
+        return await run_on_bridge_loop(self._get(resource_meta))
+
+    async def _get(self, resource_meta: Any) -> agent_pb2.Resource:
+        resource = await mirror_async_methods(self.flytekit_connector.get, resource_meta=resource_meta)
+        return await _resource_idl(resource)
+
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
+        await run_on_bridge_loop(_call(self.flytekit_connector.delete, resource_meta))
+
+
+class _Metrics:
+    method = "get_metrics"
+
+    async def get_metrics(self, resource_meta: Any, **kwargs: Any) -> Any:
+        connector = getattr(self, "flytekit_connector")  # noqa: B009 - a mixin of BridgedAsyncConnector
+        return await run_on_bridge_loop(_call(connector.get_metrics, resource_meta))
+
+
+class _Logs:
+    method = "get_logs"
+
+    async def get_logs(self, resource_meta: Any, **kwargs: Any) -> Any:
+        connector = getattr(self, "flytekit_connector")  # noqa: B009 - a mixin of BridgedAsyncConnector
+        return await run_on_bridge_loop(_call(connector.get_logs, resource_meta))
+
+
+async def _call(method: Any, resource_meta: Any) -> Any:
+    """On the bridge loop: ``mirror_async_methods`` runs a plain ``def`` in the running loop's executor."""
+    return await mirror_async_methods(method, resource_meta=resource_meta)
