@@ -78,7 +78,7 @@ def _pickled_batch_id(data: bytes) -> str | None:
         return None
 
 
-class BatchEndpointConnector(AsyncConnectorBase):
+class BatchEndpointConnector(AsyncConnectorBase[BatchEndpointMetadata]):
     name = "OpenAI Batch Endpoint Connector"
 
     def __init__(
