@@ -13,6 +13,7 @@ import click
 _LAZY_COMMANDS = {
     "serve": "core_connectors.server.cli:serve",
     "run": "core_connectors.local.cli:run",
+    "new": "core_connectors._scaffold:new",
 }
 
 
