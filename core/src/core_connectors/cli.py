@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+__all__ = ["main"]
+
 # subcommand name -> "module:attribute" of its click command, imported on use
 _LAZY_COMMANDS = {
     "serve": "core_connectors.server.cli:serve",
