@@ -27,14 +27,16 @@ def uv() -> str:
 
 @pytest.fixture(scope="session")
 def build_wheel(uv, tmp_path_factory):
-    """Build a package's wheel with its own backend (hatchling) into a session-wide folder."""
+    """Build a package's wheel with its own backend (hatchling) into a session-wide folder, once per package."""
     out = tmp_path_factory.mktemp("wheels")
+    built: dict[Path, Path] = {}
 
     def build(package_dir: Path) -> Path:
-        before = set(out.glob("*.whl"))
-        subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(package_dir)], check=True)
-        (wheel,) = set(out.glob("*.whl")) - before
-        return wheel
+        if package_dir not in built:
+            before = set(out.glob("*.whl"))
+            subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(out), str(package_dir)], check=True)
+            (built[package_dir],) = set(out.glob("*.whl")) - before
+        return built[package_dir]
 
     return build
 
