@@ -75,4 +75,3 @@ def test_the_testing_block_passes_the_contract_suite(tmp_path):
 def test_the_toml_blocks_parse_and_name_the_entry_point_group():
     (block,) = [tomllib.loads(code) for _, _, code in blocks("toml")]
     assert block["project"]["entry-points"]["flytekit.connectors"] == {"acme": "core_connectors_acme"}
-
