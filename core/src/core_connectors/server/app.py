@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ import grpc
 from flyteidl.service import agent_pb2 as service_pb2
 from flyteidl.service import agent_pb2_grpc
 
-from ..base_connector import SyncConnectorBase
+from ..base_connector import ConnectorBase, SyncConnectorBase
 from ..registry import ConnectorRegistry, Registry
-from .metrics import METRICS_DIR_ENV, Metrics
+from .metrics import METRICS_DIR_ENV, MeteredThreadPool, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
 from .watchdog import LoopWatchdog
 
@@ -89,7 +88,7 @@ class ConnectorServer:
         self.prometheus_port = prometheus_port
         self.metrics_registry = metrics_registry
         self.slow_callback_seconds = slow_callback_seconds
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="connector")
+        self.executor = MeteredThreadPool(max_workers=threads, thread_name_prefix="connector")
         self.server: Any = None
         self.health: Any = None
         self.dispatcher: Dispatcher | None = None
@@ -122,7 +121,8 @@ class ConnectorServer:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
-        self.dispatcher = Dispatcher(self.registry, self.executor, metrics)
+        self.dispatcher = _CountingDispatcher(self.registry, self.executor, metrics)
+        metrics.pools.append(self.executor)
         limit = self.max_message_mb * 1024 * 1024
         self.server = grpc.aio.server(
             options=[
@@ -171,15 +171,25 @@ class ConnectorServer:
             raise ServeError(f"cannot listen on {address}: the port is in use or the address is not local")
         return int(port)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Drain: NOT_SERVING, refuse new calls, give calls in flight ``grace`` seconds, then cancel them."""
+    async def stop(self, grace: float | None = None, drain_delay: float = 0.0) -> None:
+        """Drain: NOT_SERVING, refuse new calls, give calls in flight ``grace`` seconds, then cancel them.
+
+        With ``drain_delay``, the server keeps serving that long after turning NOT_SERVING, so that load
+        balancers that probe health (a Kubernetes readiness probe, an L7 proxy) take it out before it refuses
+        anything: gRPC's own shutdown cancels calls that reach a connection after it began, before the
+        client has read its GOAWAY, and a proxy that reuses idle connections can send such calls.
+        """
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
+        if drain_delay > 0 and self.server is not None:
+            await asyncio.sleep(drain_delay)
         if self.server is not None:
             await self.server.stop(grace)
         if self._watchdog is not None:
             self._watchdog.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.dispatcher is not None and self.executor in self.dispatcher.metrics.pools:
+            self.dispatcher.metrics.pools.remove(self.executor)
         if self._totals_writer is not None:
             self._totals_writer.cancel()
             self._totals_writer = None
@@ -198,6 +208,18 @@ class ConnectorServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop(None)
+
+
+class _CountingDispatcher(Dispatcher):
+    """The Dispatcher, counting connector calls in flight per task type (the in-flight gauge)."""
+
+    async def call(self, connector: ConnectorBase, method: str, **kwargs: Any) -> Any:
+        task_type = connector.task_category.name
+        self.metrics.call_started(task_type)
+        try:
+            return await super().call(connector, method, **kwargs)
+        finally:
+            self.metrics.call_ended(task_type)
 
 
 def create_server(registry: Registry | None = None, **options: Any) -> ConnectorServer:
@@ -228,6 +250,7 @@ class ServeOptions:
     modules: list[str] = field(default_factory=list)
     threads: int = DEFAULT_THREADS
     grace: float = 10.0
+    drain_delay: float = 0.0
     workers: int = 1
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -286,7 +309,12 @@ async def _serve(options: ServeOptions) -> int:
             logger.warning("second %s: exiting at once", signal.Signals(signum).name)
             logging.shutdown()
             os._exit(128 + signum)
-        logger.info("%s: draining (up to %g s for calls in flight)", signal.Signals(signum).name, options.grace)
+        logger.info(
+            "%s: draining (NOT_SERVING%s, then up to %g s for calls in flight)",
+            signal.Signals(signum).name,
+            f" for {options.drain_delay:g} s while still serving" if options.drain_delay else "",
+            options.grace,
+        )
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -320,7 +348,7 @@ async def _serve(options: ServeOptions) -> int:
         os.getpid(),
     )
     await stop.wait()
-    await server.stop(options.grace)
+    await server.stop(options.grace, options.drain_delay)
     logger.info("stopped")
     return 0
 
