@@ -135,7 +135,7 @@ ALERT_JOB = 'job="core-connectors"'
 ALERTS = (
     Alert(
         "CoreConnectorsFailureRatioHigh",
-        f"sum by (task_type) (rate({FAILURE}{{{ALERT_JOB},error_code=~\"5..\"}}[5m])) / "
+        f'sum by (task_type) (rate({FAILURE}{{{ALERT_JOB},error_code=~"5.."}}[5m])) / '
         f"(sum by (task_type) (rate({SUCCESS}{{{ALERT_JOB}}}[5m])) + "
         f"sum by (task_type) (rate({FAILURE}{{{ALERT_JOB}}}[5m]))) > 0.05",
         "10m",

@@ -19,13 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 from deploy_fleet import free_port, wait_for
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
-
-import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -63,7 +62,9 @@ def test_the_image_runs_as_non_root_with_the_serve_entry_point():
     assert re.search(r"^USER 10001", final, re.MULTILINE)
     assert 'ENTRYPOINT ["core-connectors"]' in final and 'CMD ["serve"]' in final
     # only the virtual environment comes from the build stage: no compilers, wheels or caches
-    assert re.findall(r"^COPY .*", final, re.MULTILINE) == ["COPY --from=build /opt/core-connectors /opt/core-connectors"]
+    assert re.findall(r"^COPY .*", final, re.MULTILINE) == [
+        "COPY --from=build /opt/core-connectors /opt/core-connectors"
+    ]
 
 
 def test_the_default_connectors_are_packages_of_this_repository():
@@ -171,7 +172,10 @@ def test_every_overlay_drains_probes_and_mounts_secrets_where_the_service_reads_
     # the PDB and the HPA select and scale this Deployment
     selector = objects["Deployment"]["spec"]["selector"]["matchLabels"]
     assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector
-    assert objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == objects["Deployment"]["metadata"]["name"]
+    assert (
+        objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"]
+        == objects["Deployment"]["metadata"]["name"]
+    )
 
 
 def test_the_secret_directory_is_the_one_get_connector_secret_reads_by_default(monkeypatch, tmp_path):

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -87,6 +86,7 @@ class Prometheus:
         self.config.write_text(yaml.safe_dump(config))
 
     def start(self) -> Prometheus:
+        self.log = open(self.dir / "prometheus.log", "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             [
                 self.binary,
@@ -96,7 +96,7 @@ class Prometheus:
                 "--web.enable-lifecycle",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "prometheus.log", "wb"),  # noqa: SIM115 - closed with the process
+            stderr=self.log,
         )
         wait_for(self._ready, 30, "prometheus to be ready")
         return self
@@ -132,6 +132,8 @@ class Prometheus:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(20)
+        if self.proc is not None:
+            self.log.close()
 
 
 @contextlib.contextmanager
@@ -205,7 +207,7 @@ def test_every_dashboard_query_returns_data_and_every_alert_fires(tmp_path):
             # the new gauges carry what they claim: calls in flight per task type, the pool full
             inflight = {r["metric"]["task_type"] for r in prometheus.query("flyte_connector_inflight_requests > 0")}
             assert {"slow", "blocking"} <= inflight
-            busy = prometheus.query('flyte_connector_pool_busy_threads{instance=~".*:%d"}' % replicas[0].metrics_port)
+            busy = prometheus.query(f'flyte_connector_pool_busy_threads{{instance=~".*:{replicas[0].metrics_port}"}}')
             assert float(busy[0]["value"][1]) == 4.0
 
             load_alerts = {"CoreConnectorsFailureRatioHigh", "CoreConnectorsLatencyHigh", "CoreConnectorsPoolSaturated"}

@@ -267,7 +267,9 @@ class ReadinessWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
-            ready = [r.address for r in self.replicas if health(r.address, 0.5) == health_pb2.HealthCheckResponse.SERVING]
+            ready = [
+                r.address for r in self.replicas if health(r.address, 0.5) == health_pb2.HealthCheckResponse.SERVING
+            ]
             if ready and ready != self.nginx.upstreams:
                 self.nginx.set_upstreams(ready)
 

@@ -122,13 +122,13 @@ class Totals:
         input_bytes = SummaryMetricFamily(f"{PREFIX}input_literal_bytes", "Size of input literal", labels=["task_type"])
         for task_type, (count, total) in list(self.input_bytes.items()):
             input_bytes.add_metric([task_type], count_value=int(count), sum_value=total)
-        inflight = GaugeMetricFamily(
-            f"{PREFIX}inflight_requests", "Connector calls in flight", labels=["task_type"]
-        )
+        inflight = GaugeMetricFamily(f"{PREFIX}inflight_requests", "Connector calls in flight", labels=["task_type"])
         for task_type, n in list(self.inflight.items()):
             inflight.add_metric([task_type], n)
         threads = GaugeMetricFamily(
-            f"{PREFIX}pool_threads", "Size of the thread pool that runs plain `def` connector methods", self.pool_threads
+            f"{PREFIX}pool_threads",
+            "Size of the thread pool that runs plain `def` connector methods",
+            self.pool_threads,
         )
         busy = GaugeMetricFamily(
             f"{PREFIX}pool_busy_threads", "Threads of that pool running a connector call now", self.pool_busy
@@ -249,15 +249,18 @@ class WorkerTotalsCollector:
         totals = Totals()
         for path in sorted(self.directory.glob("worker-*.json")):
             try:
-                totals.add_json(json.loads(path.read_text()), gauges=_alive(int(path.stem.split("-")[1])))
+                totals.add_json(json.loads(path.read_text()), gauges=_alive(path))
             except (OSError, ValueError):
                 continue  # a file being replaced right now: the next scrape reads it
         return totals.families()
 
 
-def _alive(pid: int) -> bool:
+def _alive(totals_file: Path) -> bool:
+    """Whether the worker that wrote ``worker-<pid>.json`` still runs."""
     try:
-        os.kill(pid, 0)
+        os.kill(int(totals_file.stem.removeprefix("worker-")), 0)
+    except ValueError:
+        return False
     except ProcessLookupError:
         return False
     except PermissionError:
