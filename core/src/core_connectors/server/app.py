@@ -23,6 +23,7 @@ from flyteidl.service import agent_pb2_grpc
 
 from ..base_connector import ConnectorBase, SyncConnectorBase
 from ..registry import ConnectorRegistry, Registry
+from ..tracing import tracing_enabled
 from .metrics import METRICS_DIR_ENV, MeteredThreadPool, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
 from .watchdog import LoopWatchdog
@@ -77,6 +78,7 @@ class ConnectorServer:
         prometheus_port: int | None = None,
         metrics_registry: Any = None,
         slow_callback_seconds: float = 0.1,
+        tracing: bool = False,
     ) -> None:
         self.registry = registry if registry is not None else ConnectorRegistry.current()
         self.host = host
@@ -88,6 +90,7 @@ class ConnectorServer:
         self.prometheus_port = prometheus_port
         self.metrics_registry = metrics_registry
         self.slow_callback_seconds = slow_callback_seconds
+        self.tracing = tracing
         self.executor = MeteredThreadPool(max_workers=threads, thread_name_prefix="connector")
         self.server: Any = None
         self.health: Any = None
@@ -125,11 +128,12 @@ class ConnectorServer:
         metrics.pools.append(self.executor)
         limit = self.max_message_mb * 1024 * 1024
         self.server = grpc.aio.server(
+            interceptors=self._interceptors(),
             options=[
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-            ]
+            ],
         )
         agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(AsyncAgentService(self.dispatcher), self.server)
         agent_pb2_grpc.add_SyncAgentServiceServicer_to_server(SyncAgentService(self.dispatcher), self.server)
@@ -144,6 +148,20 @@ class ConnectorServer:
         if watch_loop:
             self.watch_loop()
         return self.port
+
+    def _interceptors(self) -> list[Any] | None:
+        """The tracing interceptor when tracing is on (``tracing=True`` or enabled by the embedding app), else
+        none at all: an interceptor costs every call, even one that does nothing."""
+        if not (self.tracing or tracing_enabled()):
+            return None
+        from ..tracing import TracingInterceptor, enable_tracing
+
+        if not tracing_enabled():
+            try:
+                enable_tracing()
+            except ImportError as e:
+                raise ServeError(str(e)) from None
+        return [TracingInterceptor()]
 
     def watch_loop(self) -> None:
         """Start the watchdog that names ``async def`` connector methods which block the event loop."""
@@ -260,6 +278,7 @@ class ServeOptions:
     log_format: str = "text"
     log_level: str = "INFO"
     loop: str = "auto"
+    tracing: bool = False
     worker_index: int | None = None  # set by the supervisor of --workers for each worker
     parent_fd: int | None = None  # a pipe whose end-of-file tells a worker that its supervisor died
 
@@ -299,6 +318,7 @@ async def _serve(options: ServeOptions) -> int:
         tls=options.tls(),
         reuse_port=options.worker_index is not None,
         prometheus_port=None if options.worker_index is not None else (options.prometheus_port or None),
+        tracing=options.tracing,
     )
     await server.start(watch_loop=False)
     stop = asyncio.Event()

@@ -77,6 +77,13 @@ def _env(name: str) -> str:
     help="Processes that share the port (SO_REUSEPORT); metrics report their totals.",
 )
 @click.option(
+    "--tracing/--no-tracing",
+    default=False,
+    envvar=_env("TRACING"),
+    show_envvar=True,
+    help="OpenTelemetry spans for every call (needs core-connectors[otel]; OTEL_* variables configure the export).",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(dir_okay=False),
     envvar=_env("TLS_CERT"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import json
 import os
 import threading
@@ -215,7 +216,8 @@ class Metrics:
 
 
 class MeteredThreadPool(ThreadPoolExecutor):
-    """The service's pool for plain ``def`` methods, knowing how many of its threads run a call right now.
+    """The service's pool for plain ``def`` methods, knowing how many of its threads run a call right now,
+    and running each call in the submitter's context (contextvars), as ``asyncio.to_thread`` does.
 
     A thread adds its id to ``busy`` while it runs a call: set.add and set.discard are single atomic steps
     under the GIL, so counting needs no lock and costs two C calls per call.
@@ -227,13 +229,16 @@ class MeteredThreadPool(ThreadPoolExecutor):
         self.busy: set[int] = set()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return super().submit(self._run, fn, args, kwargs)
+        # the caller's context variables go with the call, as with asyncio.to_thread (the RPC's trace span)
+        return super().submit(self._run, contextvars.copy_context(), fn, args, kwargs)
 
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _run(
+        self, context: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         ident = threading.get_ident()
         self.busy.add(ident)
         try:
-            return fn(*args, **kwargs)
+            return context.run(fn, *args, **kwargs)
         finally:
             self.busy.discard(ident)
 
