@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -80,7 +81,7 @@ def test_rolling_restart_under_load_and_cpu_contention_drops_no_call(tmp_path):
                     replica.start()
                     restarts += 1
                     # as Kubernetes' minReadySeconds: the balancer takes the replica back before the next goes
-                    wait_for(lambda r=replica: r.address in fleet.nginx.upstreams, 10, "nginx to take it back")
+                    wait_for(lambda r=replica: r.address in fleet.nginx.routes(), 10, "nginx to take it back")
                     time.sleep(0.5)
             finished = load.tasks_done
             wait_for(lambda: load.tasks_done >= finished + 10, 30, "tasks after the restarts")
@@ -91,31 +92,51 @@ def test_rolling_restart_under_load_and_cpu_contention_drops_no_call(tmp_path):
 
 
 def test_the_balancer_takes_a_draining_replica_out_before_its_calls_end(tmp_path):
-    """A replica that got SIGTERM finishes the calls it accepted, answers NOT_SERVING to probes, and gets no
-    new calls: everything sent meanwhile is served by the others."""
-    with Fleet(tmp_path, grace=10.0) as fleet:
+    """A replica that got SIGTERM answers NOT_SERVING, leaves the balancer while the calls it accepted still
+    run, gets no new call, and still finishes every accepted call (they outlast the drain delay: the grace
+    period covers them) before it exits 0."""
+    with Fleet(tmp_path, grace=10.0, args=(f"--drain-delay={DRAIN_DELAY}",), readiness=True) as fleet:
         draining = fleet.replicas[0]
         direct = fleet.stub(0)
-        long_task = template(latency=2.0)
+        long_task = template(latency=DRAIN_DELAY + 1.5)
         results: list[object] = []
         accepted = [
             threading.Thread(
-                target=lambda: results.append(direct.CreateTask(agent_pb2.CreateTaskRequest(template=long_task))),
+                target=lambda: results.append(
+                    direct.CreateTask(agent_pb2.CreateTaskRequest(template=long_task), timeout=30)
+                )
             )
             for _ in range(4)
         ]
         for thread in accepted:
             thread.start()
-        time.sleep(0.5)  # the four calls are running on replica 0
+        time.sleep(0.3)  # the four calls are running on replica 0
         draining.terminate()
-        wait_for(lambda: health(draining.address) != health_pb2.HealthCheckResponse.SERVING, 5, "NOT_SERVING")
+        others = [r.address for r in fleet.replicas[1:]]
+        wait_for(lambda: fleet.nginx.routes() == others, DRAIN_DELAY, "nginx to drop the replica")
+        assert health(draining.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert results == []  # out of the balancer before its calls end
         load = Load(fleet.lb_stub(), threads=4, latency=0.0, duration=0.0, retry=False)
         with load:
-            time.sleep(1.0)  # the long calls on replica 0 are still running
-            assert draining.proc is not None and draining.proc.poll() is None
+            time.sleep(1.0)
+        assert load.failures == [] and load.calls > 20
+        assert _served(draining, "get") == 0  # none of that load reached the draining replica
         for thread in accepted:
-            thread.join(10)
+            thread.join(30)
         assert len(results) == 4  # every accepted call got its whole reply
         assert draining.wait(10) == 0
-        assert load.failures == [] and load.calls > 20
         assert _cut_replies(fleet) == []
+
+
+def _served(replica, operation: str) -> float:
+    """Calls of ``operation`` the replica answered, from its own metrics endpoint."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "flyte_connector_requests_success_total" and sample.labels["operation"] == operation
+    )

@@ -233,6 +233,11 @@ class Nginx:
             return True
         return False
 
+    def routes(self) -> list[str]:
+        """The replicas nginx sends calls to now: none are known while a reload (asynchronous) is under way."""
+        applied = self.error_log().count("start worker process") >= self.reloads + 1
+        return list(self.upstreams) if applied else []
+
     def error_log(self) -> str:
         path = self.dir / "error.log"
         return path.read_text() if path.exists() else ""
