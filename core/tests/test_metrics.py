@@ -148,3 +148,24 @@ def test_supervisor_sums_gauges_of_running_workers_only(tmp_path):
     registry = CollectorRegistry()
     registry.register(WorkerTotalsCollector(str(tmp_path)))
     assert samples(registry)[("flyte_connector_inflight_requests", (("task_type", "sleep"),))] == 2  # not 4
+
+
+def test_the_supervisor_reports_the_memory_and_cpu_of_its_workers_too():
+    import subprocess
+    import sys
+
+    from core_connectors.server.metrics import ProcessTreeCollector
+
+    registry = CollectorRegistry()
+    registry.register(ProcessTreeCollector())
+    alone = samples(registry)[("process_resident_memory_bytes", ())]
+    worker = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while samples(registry)[("process_resident_memory_bytes", ())] < alone + (60 << 20):
+            assert time.monotonic() < deadline, "the worker's memory never showed"
+            time.sleep(0.05)
+        assert samples(registry)[("process_cpu_seconds_total", ())] > 0
+    finally:
+        worker.kill()
+        worker.wait()

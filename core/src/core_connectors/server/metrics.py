@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextvars
+import functools
 import json
 import os
 import threading
@@ -26,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -35,7 +36,7 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
-__all__ = ["METRICS_DIR_ENV", "Metrics", "MeteredThreadPool", "WorkerTotalsCollector"]
+__all__ = ["METRICS_DIR_ENV", "Metrics", "MeteredThreadPool", "ProcessTreeCollector", "WorkerTotalsCollector"]
 
 PREFIX = "flyte_connector_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -258,6 +259,41 @@ class WorkerTotalsCollector:
             except (OSError, ValueError):
                 continue  # a file being replaced right now: the next scrape reads it
         return totals.families()
+
+
+class ProcessTreeCollector:
+    """``process_*`` of the supervisor and its live workers, summed, so that memory and CPU panels show what
+    the whole pod uses under ``--workers`` (a restarted worker's CPU leaves the sum: ``rate`` takes that as
+    a counter reset)."""
+
+    _SUMMED = ("process_resident_memory_bytes", "process_virtual_memory_bytes", "process_cpu_seconds_total")
+
+    def collect(self) -> Iterator[Metric]:
+        me = os.getpid()
+        families = {f.name: f for f in ProcessCollector(registry=None).collect()}
+        for pid in _children(me):
+            for family in ProcessCollector(pid=functools.partial(int, pid), registry=None).collect():
+                mine = families.get(family.name)
+                if mine is None or not family.samples or not mine.samples:
+                    continue
+                if any(family.samples[0].name.startswith(n) for n in self._SUMMED):
+                    total = mine.samples[0].value + family.samples[0].value
+                    mine.samples[0] = mine.samples[0]._replace(value=total)
+        return iter(families.values())
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def _alive(totals_file: Path) -> bool:
