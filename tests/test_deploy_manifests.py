@@ -73,9 +73,16 @@ def test_the_default_connectors_are_packages_of_this_repository():
 
 
 @pytest.mark.slow
-def test_the_image_wheel_set_serves_and_passes_its_health_check(build_wheel, fresh_venv, tmp_path):
+def test_the_image_wheel_set_serves_and_passes_its_health_check(uv, fresh_venv, tmp_path):
     connectors = _image_connectors()
-    wheels = [build_wheel(ROOT / "core")] + [build_wheel(ROOT / "connectors" / name) for name in connectors]
+    # the Dockerfile's build stage: one wheel per package (hatchling), in a folder of its own
+    packages = [ROOT / "core"] + [ROOT / "connectors" / name for name in connectors]
+    for package in packages:
+        subprocess.run(
+            [uv, "build", "--wheel", "--quiet", "--out-dir", str(tmp_path / "wheels"), str(package)], check=True
+        )
+    wheels = sorted((tmp_path / "wheels").glob("*.whl"))
+    assert len(wheels) == len(packages)
     venv = fresh_venv(*wheels)
     port, metrics_port = free_port(), free_port()
     env = {
