@@ -55,8 +55,8 @@ def test_kill_9_of_a_replica_mid_load_loses_no_task(tmp_path):
             fleet.replicas[1].kill()
             done_at_kill = load.tasks_done
             wait_for(lambda: load.tasks_done >= done_at_kill + 20, 60, "tasks to go on after the kill")
-        # Every task the threads started finished (the load retries a failed call: a task is never lost).
-        assert load.tasks_done >= done_at_kill + 20
+        # Every task the threads started finished (the load retries a failed call, as propeller does).
+        assert load.lost == 0 and load.tasks_done >= done_at_kill + 20
         # The only failures are calls in flight on the killed replica, at the moment it died ...
         assert len(load.failures) <= load.threads, load.failures
         for failure in load.failures:
@@ -87,6 +87,7 @@ def test_rolling_restart_under_load_and_cpu_contention_drops_no_call(tmp_path):
             wait_for(lambda: load.tasks_done >= finished + 10, 30, "tasks after the restarts")
         assert restarts == 9
         assert load.failures == [], _summary(load)
+        assert load.lost == 0
         assert _cut_replies(fleet) == []
         assert load.calls > 100
 

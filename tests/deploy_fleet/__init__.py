@@ -352,6 +352,7 @@ class Load:
     duration: float = 0.3
     retry: bool = True
     calls: int = 0
+    tasks_started: int = 0
     tasks_done: int = 0
     failures: list[Failure] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -365,9 +366,15 @@ class Load:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Let every thread finish the task it is running (a task never finishes if one of its calls
+        keeps failing: ``lost`` counts those)."""
         self._stop.set()
         for worker in self._workers:
             worker.join(60)
+
+    @property
+    def lost(self) -> int:
+        return self.tasks_started - self.tasks_done
 
     def _call(self, operation: str, method: Any, request: Any) -> Any:
         while True:
@@ -387,6 +394,8 @@ class Load:
     def _run(self) -> None:
         task = template(latency=self.latency, duration=self.duration)
         while not self._stop.is_set():
+            with self._lock:
+                self.tasks_started += 1
             with contextlib.suppress(grpc.RpcError):
                 meta = self._call("create", self.stub.CreateTask, agent_pb2.CreateTaskRequest(template=task))
                 get = agent_pb2.GetTaskRequest(task_type="slow", resource_meta=meta.resource_meta)
