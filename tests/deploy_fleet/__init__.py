@@ -234,9 +234,12 @@ class Nginx:
         return False
 
     def routes(self) -> list[str]:
-        """The replicas nginx sends calls to now: none are known while a reload (asynchronous) is under way."""
-        applied = self.error_log().count("start worker process") >= self.reloads + 1
-        return list(self.upstreams) if applied else []
+        """The replicas nginx sends calls to now: none are known while a reload (asynchronous) is under way,
+        that is until the new worker has started and the old one, which routes by the old list, has exited."""
+        log = self.error_log()
+        started = log.count("start worker process") >= self.reloads + 1
+        old_gone = log.count("exited with code") >= self.reloads
+        return list(self.upstreams) if started and old_gone else []
 
     def error_log(self) -> str:
         path = self.dir / "error.log"
