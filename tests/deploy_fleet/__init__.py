@@ -37,22 +37,28 @@ HERE = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("core-connectors"))
 
 
-def ensure_installed(binary: str, package: str) -> str:
-    """The path of ``binary``, installing Debian's ``package`` first when it is missing (CI runs as root)."""
-    found = shutil.which(binary) or next((p for p in (f"/usr/sbin/{binary}",) if os.path.exists(p)), None)
+def ensure_installed(binary: str, *packages: str) -> str:
+    """The path of ``binary``, installing the first Debian package of ``packages`` that apt has when it is
+    missing (CI runs as root; the lists are refreshed once if no package is found)."""
+    found = _which(binary)
     if found:
         return found
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        done = subprocess.run(install, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"cannot install {package} with apt-get (needed for {binary}): {done.stderr[-500:]}")
-    found = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
-    if not found:
-        pytest.fail(f"{package} is installed but {binary} is not on PATH")
-    return found
+    errors = []
+    for refresh in (False, True):
+        if refresh:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        for package in packages:
+            install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
+            done = subprocess.run(install, env=env, capture_output=True, text=True)
+            if done.returncode == 0 and _which(binary):
+                return str(_which(binary))
+            errors.append(f"{package}: {done.stderr.strip()[-300:]}")
+    pytest.fail(f"cannot install {binary} with apt-get ({'; '.join(errors)})")
+
+
+def _which(binary: str) -> str | None:
+    return shutil.which(binary) or next((p for p in (f"/usr/sbin/{binary}",) if os.path.exists(p)), None)
 
 
 def free_port() -> int:
@@ -189,7 +195,7 @@ class Nginx:
     reloads gracefully, as an ingress controller does when a pod's readiness changes."""
 
     def __init__(self, workdir: Path, upstreams: list[str]) -> None:
-        self.binary = ensure_installed("nginx", "nginx-light")
+        self.binary = ensure_installed("nginx", "nginx-light", "nginx")
         self.dir = workdir / "nginx"
         self.dir.mkdir()
         self.port = free_port()
