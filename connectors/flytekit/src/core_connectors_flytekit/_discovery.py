@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from core_connectors.registry import Bridged, PluginFailure, PluginSource
+from core_connectors import Bridged, PluginFailure, PluginSource
 
 __all__ = ["bridged_connectors"]
 
