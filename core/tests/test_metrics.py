@@ -93,3 +93,118 @@ def test_flyte2_calls_are_counted_apart_under_the_same_names(tmp_path):
     assert s[(ok, (("operation", "get"), ("protocol", "v2"), ("task_type", "sleep")))] == 1
     failed = (("error_code", "404"), ("operation", "get"), ("protocol", "v2"), ("task_type", "sleep"))
     assert s[("flyte_connector_requests_failure_total", failed)] == 1
+
+
+def test_in_flight_and_pool_gauges_follow_the_calls_running_now():
+    import asyncio
+    import threading
+    from dataclasses import dataclass
+
+    from flyteidl.admin import agent_pb2
+    from flyteidl.core.execution_pb2 import TaskExecution
+
+    from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
+    from core_connectors.server.testing import start_service
+
+    release = threading.Event()
+
+    @dataclass
+    class Meta(ResourceMeta):
+        n: int = 0
+
+    class Blocking(AsyncConnectorBase):
+        name = "blocking"
+
+        def __init__(self):
+            super().__init__(task_type_name="blocking", metadata_type=Meta)
+
+        def create(self, task_template, **kwargs):
+            return Meta()
+
+        def get(self, resource_meta, **kwargs):
+            release.wait(10)
+            return Resource(phase=TaskExecution.SUCCEEDED)
+
+        def delete(self, resource_meta, **kwargs):
+            pass
+
+    class Waiting(Blocking):
+        name = "waiting"
+
+        def __init__(self):
+            AsyncConnectorBase.__init__(self, task_type_name="waiting", metadata_type=Meta)
+
+        async def get(self, resource_meta, **kwargs):
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            return Resource(phase=TaskExecution.SUCCEEDED)
+
+    registry = CollectorRegistry()
+    # three blocking calls in a pool of four: above the default bulkhead (half the pool), so the bound is raised
+    bound = {"blocking": 3}
+    with start_service(
+        Blocking(), Waiting(), threads=4, max_concurrent_calls=bound, metrics_registry=registry
+    ) as service:
+        stub = service.async_stub
+        calls = [
+            stub.GetTask.future(agent_pb2.GetTaskRequest(task_type=t, resource_meta=b'{"n": 0}'), timeout=10)
+            for t in ("blocking", "blocking", "blocking", "waiting")
+        ]
+
+        def gauges():
+            s = samples(registry)
+            return (
+                s.get(("flyte_connector_inflight_requests", (("task_type", "blocking"),))),
+                s.get(("flyte_connector_inflight_requests", (("task_type", "waiting"),))),
+                s[("flyte_connector_pool_busy_threads", ())],
+                s[("flyte_connector_pool_threads", ())],
+            )
+
+        deadline = time.monotonic() + 5
+        while gauges() != (3, 1, 3, 4) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gauges() == (3, 1, 3, 4)
+        release.set()
+        assert all(c.result().resource.phase == TaskExecution.SUCCEEDED for c in calls)
+        deadline = time.monotonic() + 5
+        while gauges()[:3] != (0, 0, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gauges() == (0, 0, 0, 4)
+
+
+def test_supervisor_sums_gauges_of_running_workers_only(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    worker = Metrics(CollectorRegistry())
+    worker.call_started("sleep")
+    worker.call_started("sleep")
+    worker.write_totals(str(tmp_path))  # this process: alive
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / f"worker-{os.getpid()}.json").rename(tmp_path / f"worker-{gone.stdout.strip()}.json")
+    worker.write_totals(str(tmp_path))
+    registry = CollectorRegistry()
+    registry.register(WorkerTotalsCollector(str(tmp_path)))
+    assert samples(registry)[("flyte_connector_inflight_requests", (("task_type", "sleep"),))] == 2  # not 4
+
+
+def test_the_supervisor_reports_the_memory_and_cpu_of_its_workers_too():
+    import subprocess
+    import sys
+
+    from core_connectors.server.metrics import ProcessTreeCollector
+
+    registry = CollectorRegistry()
+    registry.register(ProcessTreeCollector())
+    alone = samples(registry)[("process_resident_memory_bytes", ())]
+    worker = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while samples(registry)[("process_resident_memory_bytes", ())] < alone + (60 << 20):
+            assert time.monotonic() < deadline, "the worker's memory never showed"
+            time.sleep(0.05)
+        assert samples(registry)[("process_cpu_seconds_total", ())] > 0
+    finally:
+        worker.kill()
+        worker.wait()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from core_connectors_openai.testing import serving_fake_openai
@@ -39,10 +41,10 @@ def jsonl_file(tmp_path):
 
 @pytest.fixture
 def flytekit_openai():
-    """flytekitplugins.openai, or a skip where it is not installed or does not import (1.16 raises on Python
-    3.13: it has no default image for it)."""
-    try:
-        import flytekitplugins.openai as module
-    except Exception as e:
-        pytest.skip(f"flytekitplugins-openai is not usable here: {type(e).__name__}: {e}")
+    """flytekitplugins.openai; a skip on Python 3.13 only, where 1.16 raises on import (it has no default
+    image for it), so that a broken install fails the tests everywhere else."""
+    if sys.version_info >= (3, 13):
+        pytest.skip("flytekitplugins-openai 1.16 does not import on Python 3.13")
+    import flytekitplugins.openai as module
+
     return module

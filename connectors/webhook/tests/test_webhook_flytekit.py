@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
+import msgpack
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
@@ -101,7 +102,9 @@ async def test_info_is_what_flytekits_own_connector_returns(
 
     assert our_idl.phase == their_idl.phase == TaskExecution.SUCCEEDED
     assert our_idl.message == their_idl.message == "Webhook was successfully invoked!"
-    assert our_idl.outputs == their_idl.outputs  # the same literal, byte for byte
+    # The same literal; msgpack keeps the key order of a protobuf map, which is not fixed from one parse to the
+    # next (two runs of flytekit's own connector differ too), so the maps are compared unpacked.
+    assert _unpacked(our_idl.outputs) == _unpacked(their_idl.outputs)
     ctx = FlyteContextManager.current_context()
     info = TypeEngine.to_python_value(ctx, Literal.from_flyte_idl(our_idl.outputs.literals["info"]), dict)
     assert info["status_code"] == 200 and info["response_data"] == '{"answer": 42} é'
@@ -116,3 +119,8 @@ async def test_where_flytekit_fails_a_201_we_succeed(stand_in, connector, flytek
     assert theirs.phase == TaskExecution.FAILED
     ours = await connector.do(template, "", None)
     assert ours.phase == TaskExecution.SUCCEEDED
+
+
+def _unpacked(outputs):
+    binary = {name: literal.scalar.binary for name, literal in outputs.literals.items()}
+    return {name: (b.tag, msgpack.unpackb(b.value)) for name, b in binary.items()}

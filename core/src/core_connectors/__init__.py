@@ -22,6 +22,7 @@ from .base_connector import (
 )
 from .errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
 from .hooks import hookimpl
+from .registry import Bridged, PluginFailure, PluginSource
 from .secrets import get_agent_secret, get_connector_secret
 
 __version__ = "0.1.0"
@@ -29,10 +30,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncConnectorBase",
     "AsyncConnectorExecutorMixin",
+    "Bridged",
     "ConnectorBase",
     "ConnectorNotFound",
     "ConnectorRegistry",
     "ConnectorTask",
+    "PluginFailure",
+    "PluginSource",
     "Resource",
     "ResourceMeta",
     "ResourceMetaDecodeError",

@@ -75,7 +75,7 @@ def _registered_instance(cls: type[AsyncConnector[Any]]) -> AsyncConnector[Any]:
     return registered if type(registered) is cls else cls()
 
 
-class FlyteSdkConnector(AsyncConnectorBase):
+class FlyteSdkConnector(AsyncConnectorBase[Any]):  # flyte-sdk's own ResourceMeta: typed as Any here
     """One flyte-sdk ``AsyncConnector`` behind the core's contract."""
 
     def __init__(self, connector: AsyncConnector[Any]) -> None:
@@ -87,7 +87,7 @@ class FlyteSdkConnector(AsyncConnectorBase):
         self.name = connector.name
         self.connector = connector
 
-    async def create(  # type: ignore[override]  # every connector method may be async def
+    async def create(
         self,
         task_template: tasks_pb2.TaskTemplate,
         output_prefix: str = "",
@@ -109,10 +109,10 @@ class FlyteSdkConnector(AsyncConnectorBase):
         )
         return created
 
-    async def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:  # type: ignore[override]
+    async def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
         return await _resource(await self.connector.get(resource_meta=resource_meta, **_connection_kwargs()))
 
-    async def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:  # type: ignore[override]
+    async def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
         await self.connector.delete(resource_meta=resource_meta, **_connection_kwargs())
 
     async def get_metrics(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:

@@ -13,9 +13,9 @@ import json
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, Union
 
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2, types_pb2
@@ -335,22 +335,31 @@ class SyncConnectorBase(ConnectorBase):
         output_prefix: str,
         inputs: literals_pb2.LiteralMap | None = None,
         **kwargs: Any,
-    ) -> Resource:
+    ) -> Resource | Awaitable[Resource]:
         """Run the task and return its terminal Resource (may be ``async def``)."""
         raise NotImplementedError
 
 
-class AsyncConnectorBase(ConnectorBase):
-    """A connector for long jobs: ``create`` starts one, propeller polls ``get``, and may ``delete`` it."""
+class AsyncConnectorBase(ConnectorBase, Generic[_M]):
+    """A connector for long jobs: ``create`` starts one, propeller polls ``get``, and may ``delete`` it.
+
+    Generic in its metadata type, so a type checker sees what ``get`` and ``delete`` receive::
+
+        class MyConnector(AsyncConnectorBase[MyMeta]):
+            async def get(self, resource_meta: MyMeta, **kwargs: Any) -> Resource: ...
+
+    ``AsyncConnectorBase`` without a parameter works at runtime exactly as flytekit's class. Each method may
+    be ``def`` or ``async def``, hence the ``X | Awaitable[X]`` return types.
+    """
 
     name = "Base Async Connector"
 
-    def __init__(self, metadata_type: type[ResourceMeta], **kwargs: Any):
+    def __init__(self, metadata_type: type[_M], **kwargs: Any):
         super().__init__(**kwargs)
         self._metadata_type = metadata_type
 
     @property
-    def metadata_type(self) -> type[ResourceMeta]:
+    def metadata_type(self) -> type[_M]:
         return self._metadata_type
 
     @abstractmethod
@@ -361,25 +370,25 @@ class AsyncConnectorBase(ConnectorBase):
         inputs: literals_pb2.LiteralMap | None,
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None,
         **kwargs: Any,
-    ) -> ResourceMeta:
+    ) -> _M | Awaitable[_M]:
         """Start the job and return the handle that ``get`` and ``delete`` receive."""
         raise NotImplementedError
 
     @abstractmethod
-    def get(self, resource_meta: ResourceMeta, **kwargs: Any) -> Resource:
+    def get(self, resource_meta: _M, **kwargs: Any) -> Resource | Awaitable[Resource]:
         """Return the job's phase, and its outputs when the connector produces them."""
         raise NotImplementedError
 
     @abstractmethod
-    def delete(self, resource_meta: ResourceMeta, **kwargs: Any) -> None:
+    def delete(self, resource_meta: _M, **kwargs: Any) -> None | Awaitable[None]:
         """Cancel the job. Must be idempotent: deleting a finished or unknown job succeeds."""
         raise NotImplementedError
 
-    def get_metrics(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskMetricsResponse:
+    def get_metrics(self, resource_meta: _M, **kwargs: Any) -> Any:
         """Optional: the job's metrics (the service answers UNIMPLEMENTED when absent)."""
         raise NotImplementedError
 
-    def get_logs(self, resource_meta: ResourceMeta, **kwargs: Any) -> agent_pb2.GetTaskLogsResponse:
+    def get_logs(self, resource_meta: _M, **kwargs: Any) -> Any:
         """Optional: the job's logs, one response or an iterator of them (UNIMPLEMENTED when absent)."""
         raise NotImplementedError
 

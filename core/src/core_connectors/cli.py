@@ -9,10 +9,13 @@ from typing import Any
 
 import click
 
+__all__ = ["main"]
+
 # subcommand name -> "module:attribute" of its click command, imported on use
 _LAZY_COMMANDS = {
     "serve": "core_connectors.server.cli:serve",
     "run": "core_connectors.local.cli:run",
+    "new": "core_connectors._scaffold:new",
 }
 
 

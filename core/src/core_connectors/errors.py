@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["ConnectorNotFound", "ResourceMetaDecodeError", "SecretNotFound"]
+
 
 class ConnectorNotFound(LookupError):
     """No connector serves the requested task category or name (the service answers NOT_FOUND)."""

@@ -14,6 +14,8 @@ import pytest
 
 from .registry import ConnectorRegistry, Registry
 
+__all__ = ["connector_registry", "connector_service"]
+
 
 @pytest.fixture
 def connector_registry() -> Iterator[Registry]:

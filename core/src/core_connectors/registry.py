@@ -34,7 +34,7 @@ from .base_connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase
 from .errors import ConnectorNotFound
 from .hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec
 
-AnyConnector: TypeAlias = Union[AsyncConnectorBase, SyncConnectorBase]  # noqa: UP007 - evaluated at runtime on 3.10
+AnyConnector: TypeAlias = Union[AsyncConnectorBase[Any], SyncConnectorBase]  # noqa: UP007 - evaluated at runtime on 3.10
 
 __all__ = ["Bridged", "ConnectorRegistry", "PluginFailure", "PluginSource", "Registry", "Shadowed"]
 

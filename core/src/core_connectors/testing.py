@@ -1,20 +1,23 @@
-"""Checks a connector author runs in their own test suite (the pytest fixtures live in ``pytest_plugin``)."""
+"""What a connector author runs in their own test suite: the contract suite and the discovery checks.
+
+Subclass ``AsyncConnectorContract`` or ``SyncConnectorContract`` in a test module to run every check against
+your connector (see their docstrings); the fixtures ``connector_registry`` and ``connector_service`` come
+from the pytest plugin that core-connectors installs.
+"""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
-__all__ = ["modules_after_discovery"]
+from ._contract import AsyncConnectorContract, ContractWarning, SyncConnectorContract, discovery_report
 
-_DISCOVER = """
-import json, sys
-from core_connectors.registry import Registry
-registry = Registry()
-registry.discover()
-print(json.dumps({"modules": sorted(sys.modules), "failures": [f.error for f in registry.failures]}))
-"""
+__all__ = [
+    "AsyncConnectorContract",
+    "ContractWarning",
+    "SyncConnectorContract",
+    "discovery_report",
+    "modules_after_discovery",
+]
 
 
 def modules_after_discovery(python: str = sys.executable) -> set[str]:
@@ -24,7 +27,7 @@ def modules_after_discovery(python: str = sys.executable) -> set[str]:
 
     A plugin that fails to load is an AssertionError here, with its error, rather than a silent pass.
     """
-    out = subprocess.run([python, "-c", _DISCOVER], capture_output=True, text=True, check=True).stdout
-    found = json.loads(out)
-    assert not found["failures"], f"connector plugins failed to load: {found['failures']}"
+    found = discovery_report(python)
+    failures = [f["error"] for f in found["failed"]]
+    assert not failures, f"connector plugins failed to load: {failures}"
     return set(found["modules"])

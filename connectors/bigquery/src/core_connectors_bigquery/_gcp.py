@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+import typing
 from typing import Any
 
 from flyteidl.core import types_pb2
@@ -131,7 +132,8 @@ def start_query(
     except exceptions.Conflict:
         left = max(deadline - time.monotonic(), 1.0)  # the whole create stays inside one budget
         retry = RETRY.with_timeout(left)
-        return bq.get_job(job_id, project=project, location=location, retry=retry, timeout=min(REQUEST_TIMEOUT, left))
+        job = bq.get_job(job_id, project=project, location=location, retry=retry, timeout=min(REQUEST_TIMEOUT, left))
+        return typing.cast(bigquery.QueryJob, job)  # the job with our query's id is a query job
     except exceptions.TooManyRequests as e:  # a quota that refills: propeller may create the task again
         raise RetryableFailure(f"BigQuery rate limit ({e.code}): {e.message}") from None
     except exceptions.ClientError as e:
@@ -177,7 +179,7 @@ def job_config(
 ) -> bigquery.QueryJobConfig:
     """The template's QueryJobConfig settings (REST camelCase), the inputs as named parameters (replacing
     any parameter of the same name from the settings) and the execution's labels."""
-    config = bigquery.QueryJobConfig.from_api_repr({"query": dict(query_config)})
+    config = typing.cast(bigquery.QueryJobConfig, bigquery.QueryJobConfig.from_api_repr({"query": dict(query_config)}))
     params = query_parameters(inputs, declared)
     if params:
         names = {p.name for p in params}
@@ -303,4 +305,4 @@ def _literal_kind(literal: Any) -> str | None:
     scalar = literal.scalar
     if scalar.WhichOneof("value") == "union":
         return _literal_kind(scalar.union.value)
-    return scalar.WhichOneof("value")  # type: ignore[no-any-return]
+    return scalar.WhichOneof("value")

@@ -51,7 +51,7 @@ class BigQueryMetadata(ResourceMeta):
     """Why no job was started (a bad input or a rejected job); ``get`` then reports FAILED with it."""
 
 
-class BigQueryConnector(AsyncConnectorBase):
+class BigQueryConnector(AsyncConnectorBase[BigQueryMetadata]):
     name = "Bigquery Connector"
 
     def __init__(self) -> None:
@@ -167,9 +167,9 @@ def job_id_for(task_execution_metadata: Any) -> str:
     job it already started; random without an execution id (local runs). BigQuery allows letters, digits,
     ``_`` and ``-``, up to 1024 characters."""
     tid = task_execution_metadata.task_execution_id if task_execution_metadata is not None else None
-    execution = tid.node_execution_id.execution_id if tid is not None else None
-    if execution is None or not execution.name:
+    if tid is None or not tid.node_execution_id.execution_id.name:
         return f"flyte_{uuid.uuid4().hex}"
+    execution = tid.node_execution_id.execution_id
     identity = (
         execution.project,
         execution.domain,

@@ -9,8 +9,7 @@ from typing import Any
 
 from flyteidl.core import interface_pb2, tasks_pb2, types_pb2
 
-from core_connectors.local import AsyncConnectorExecutorMixin, ConnectorTask
-from core_connectors.local.runner import LOCAL_DOMAIN
+from core_connectors.local import LOCAL_DOMAIN, AsyncConnectorExecutorMixin, ConnectorTask
 
 from .connector import RESULTS, TASK_TYPE
 

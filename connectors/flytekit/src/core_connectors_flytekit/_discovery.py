@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from core_connectors.registry import Bridged, PluginFailure, PluginSource
+from core_connectors import Bridged, PluginFailure, PluginSource
 
 __all__ = ["bridged_connectors"]
 
@@ -106,7 +106,7 @@ def _flytekit_plugins_hidden() -> Iterator[None]:
             return importlib.metadata.EntryPoints(())
         return original(**params)
 
-    importlib.metadata.entry_points = entry_points  # type: ignore[assignment]
+    importlib.metadata.entry_points = entry_points
     try:
         yield
     finally:

@@ -26,7 +26,7 @@ from ._loop import run_on_bridge_loop
 __all__ = ["wrap"]
 
 
-def wrap(connector: Any) -> AsyncConnectorBase | SyncConnectorBase:
+def wrap(connector: Any) -> AsyncConnectorBase[Any] | SyncConnectorBase:
     """The core connector that serves ``connector`` (a flytekit one) as flytekit's service would."""
     if isinstance(connector, fk.SyncConnectorBase):
         return BridgedSyncConnector(connector)
@@ -79,7 +79,7 @@ class BridgedSyncConnector(SyncConnectorBase):
         output_prefix: str,
         inputs: literals_pb2.LiteralMap | None = None,
         **kwargs: Any,
-    ) -> agent_pb2.Resource:  # type: ignore[override]
+    ) -> agent_pb2.Resource:
         return await run_on_bridge_loop(self._do(task_template, output_prefix, inputs))
 
     async def _do(
@@ -94,7 +94,7 @@ class BridgedSyncConnector(SyncConnectorBase):
         return await _resource_idl(resource)
 
 
-class BridgedAsyncConnector(AsyncConnectorBase):
+class BridgedAsyncConnector(AsyncConnectorBase[Any]):  # flytekit's ResourceMeta, typed as Any here
     """A flytekit AsyncConnectorBase behind the core's CreateTask, GetTask and DeleteTask."""
 
     def __init__(self, connector: Any) -> None:
@@ -133,7 +133,7 @@ class BridgedAsyncConnector(AsyncConnectorBase):
             ),
         )
 
-    async def get(self, resource_meta: Any, **kwargs: Any) -> agent_pb2.Resource:  # type: ignore[override]
+    async def get(self, resource_meta: Any, **kwargs: Any) -> agent_pb2.Resource:
         return await run_on_bridge_loop(self._get(resource_meta))
 
     async def _get(self, resource_meta: Any) -> agent_pb2.Resource:

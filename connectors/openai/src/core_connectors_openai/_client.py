@@ -15,8 +15,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core_connectors import get_connector_secret
-from core_connectors.errors import SecretNotFound
+from core_connectors import SecretNotFound, get_connector_secret
 
 if TYPE_CHECKING:
     import openai

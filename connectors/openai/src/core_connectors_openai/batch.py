@@ -15,8 +15,7 @@ from typing import Any
 from flyteidl.core import literals_pb2
 from flyteidl.core.execution_pb2 import TaskExecution, TaskLog
 
-from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
-from core_connectors.errors import ResourceMetaDecodeError
+from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, ResourceMetaDecodeError
 from core_connectors.literals import literal_type_for, python_to_literal
 from core_connectors.templates import custom_dict
 
@@ -78,7 +77,7 @@ def _pickled_batch_id(data: bytes) -> str | None:
         return None
 
 
-class BatchEndpointConnector(AsyncConnectorBase):
+class BatchEndpointConnector(AsyncConnectorBase[BatchEndpointMetadata]):
     name = "OpenAI Batch Endpoint Connector"
 
     def __init__(

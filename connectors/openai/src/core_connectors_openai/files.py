@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def upload_jsonl(
     key = _client.api_key(api_key)
     try:
         with _client.sync_client(key, organization, base_url) as client, path.open("rb") as f:
-            return str(client.files.create(file=f, purpose=purpose).id)
+            # The SDK's Literal of purposes lags the API: pass the string on as given.
+            return str(client.files.create(file=f, purpose=typing.cast(Any, purpose)).id)
     except Exception as e:
         raise _client.OpenAIConnectorError(f"cannot upload {path}: {_client.describe_error(e, key).message}") from None
 

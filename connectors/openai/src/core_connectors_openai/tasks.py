@@ -54,7 +54,7 @@ class _InProcessTask(ConnectorTask):
     """A ConnectorTask whose work is a plain function of this package, not a connector: ``execute`` calls it
     directly (in a thread when awaited), so nothing is registered and no service ever sees these tasks."""
 
-    def _run(self, **kwargs: Any) -> dict[str, Any]:
+    def _run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         raise NotImplementedError
 
     def execute(self, **kwargs: Any) -> literals_pb2.LiteralMap:

@@ -41,14 +41,21 @@ class SensorMetadata(ResourceMeta):
     inputs: dict[str, Any] | None = None
 
 
-class SensorConnector(AsyncConnectorBase):
+class SensorConnector(AsyncConnectorBase[SensorMetadata]):
     name = "Sensor"
 
     def __init__(self, catalog: SensorCatalog | None = None) -> None:
         super().__init__(task_type_name=TASK_TYPE, metadata_type=SensorMetadata)
         self.catalog = catalog or SensorCatalog()
 
-    async def create(self, task_template: Any, inputs: Any = None, **kwargs: Any) -> SensorMetadata:
+    async def create(
+        self,
+        task_template: Any,
+        output_prefix: str = "",
+        inputs: Any = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> SensorMetadata:
         """Copy the template's sensor and the inputs into the metadata; ``get`` judges them (a template
         naming no sensor, or one not installed, fails the task there rather than costing a retry here)."""
         custom = custom_dict(task_template)

@@ -18,7 +18,7 @@ __all__ = ["FileSensor"]
 class FileSensor(Sensor):
     flytekit_names = ("flytekit.sensor.file_sensor.FileSensor",)
 
-    def poke(self, path: str) -> bool:
+    def poke(self, path: str) -> bool:  # type: ignore[override]  # a sensor names the inputs it takes, as flytekit's
         """Blocking on purpose: the service runs it in its thread pool, fsspec's sync API suits every backend."""
         import fsspec  # not at import: listing connectors and starting the service stay light
 

@@ -28,7 +28,7 @@ class SleepMetadata(ResourceMeta):
     error: str | None = None
 
 
-class SleepConnector(AsyncConnectorBase):
+class SleepConnector(AsyncConnectorBase[SleepMetadata]):
     name = "Sleep Connector"
 
     def __init__(self) -> None:

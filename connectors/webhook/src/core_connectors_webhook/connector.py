@@ -72,9 +72,7 @@ class WebhookConnector(SyncConnectorBase):
             self._clients = Clients(self.policy, self._network_backend)
         return self._clients
 
-    async def do(  # type: ignore[override]  # the contract lets any connector method be async def
-        self, task_template: Any, output_prefix: str = "", inputs: Any = None, **kwargs: Any
-    ) -> Resource:
+    async def do(self, task_template: Any, output_prefix: str = "", inputs: Any = None, **kwargs: Any) -> Resource:
         try:
             request = webhook_request(task_template, inputs)
         except (TemplateError, SecretNotFound) as e:

@@ -6,10 +6,12 @@ carry flytekit's names; ``LocalRun`` is the engine (create, poll with a growing 
 
 from __future__ import annotations
 
-from .runner import LocalRun, LocalRunError, TaskFailed, TaskInterrupted, read_outputs_file
+from .runner import LOCAL_DOMAIN, LOCAL_PROJECT, LocalRun, LocalRunError, TaskFailed, TaskInterrupted, read_outputs_file
 from .task import AsyncConnectorExecutorMixin, ConnectorTask, SyncConnectorExecutorMixin
 
 __all__ = [
+    "LOCAL_DOMAIN",
+    "LOCAL_PROJECT",
     "AsyncConnectorExecutorMixin",
     "ConnectorTask",
     "LocalRun",

@@ -141,7 +141,7 @@ class LocalRun:
                 with contextlib.suppress(OSError):
                     os.rmdir(prefix)
 
-    def _connector(self) -> SyncConnectorBase | AsyncConnectorBase:
+    def _connector(self) -> SyncConnectorBase | AsyncConnectorBase[Any]:
         connector = ConnectorRegistry.get_connector(self.template.type, self.template.task_type_version)
         if not isinstance(connector, (SyncConnectorBase, AsyncConnectorBase)):
             raise LocalRunError(f"{type(connector).__name__} is neither a sync nor an async connector")
@@ -150,7 +150,7 @@ class LocalRun:
             raise LocalRunError(f"task {self.name} runs through {wanted} connector, but {connector.name} is {kind}")
         return connector
 
-    async def _run_async(self, connector: AsyncConnectorBase, prefix: str, display: Display) -> Resource:
+    async def _run_async(self, connector: AsyncConnectorBase[Any], prefix: str, display: Display) -> Resource:
         created = asyncio.ensure_future(
             _call(
                 connector.create,
@@ -174,7 +174,7 @@ class LocalRun:
             await self._delete(connector)
             raise
 
-    async def _poll(self, connector: AsyncConnectorBase, meta: ResourceMeta, display: Display) -> Resource:
+    async def _poll(self, connector: AsyncConnectorBase[Any], meta: ResourceMeta, display: Display) -> Resource:
         interval = POLL_FIRST
         while True:
             resource: Resource = await _call(connector.get, resource_meta=meta)
@@ -184,7 +184,7 @@ class LocalRun:
             await asyncio.sleep(interval)
             interval = min(interval * POLL_GROWTH, POLL_MAX)
 
-    async def _delete(self, connector: AsyncConnectorBase) -> None:
+    async def _delete(self, connector: AsyncConnectorBase[Any]) -> None:
         if self.delete_started or self.resource_meta is None:
             return
         self.delete_started = True

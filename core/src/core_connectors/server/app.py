@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,9 @@ from flyteidl.service import agent_pb2 as service_pb2
 from ..base_connector import SyncConnectorBase
 from ..errors import SecretNotFound
 from ..registry import ConnectorRegistry, Registry
+from ..tracing import tracing_enabled
 from . import wire
-from .metrics import METRICS_DIR_ENV, Metrics
+from .metrics import METRICS_DIR_ENV, MeteredThreadPool, Metrics
 from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
 from .signing import MetadataSigner, keys_from_secret
 from .watchdog import LoopWatchdog
@@ -91,6 +91,7 @@ class ConnectorServer:
         retryable_as_state: bool = False,
         metadata_keys: list[bytes] | None = None,
         accept_unsigned_metadata: bool = False,
+        tracing: bool = False,
     ) -> None:
         self.registry = registry if registry is not None else ConnectorRegistry.current()
         self.host = host
@@ -105,7 +106,8 @@ class ConnectorServer:
         self.max_concurrent_calls = dict(max_concurrent_calls or {})
         self.retryable_as_state = retryable_as_state
         self.signer = MetadataSigner(metadata_keys, accept_unsigned_metadata) if metadata_keys else None
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="connector")
+        self.tracing = tracing
+        self.executor = MeteredThreadPool(max_workers=threads, thread_name_prefix="connector")
         self.server: Any = None
         self.health: Any = None
         self.dispatcher: Dispatcher | None = None
@@ -138,6 +140,7 @@ class ConnectorServer:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
+        metrics.pools.append(self.executor)
         limit = self.max_message_mb * 1024 * 1024
         self.dispatcher = Dispatcher(
             self.registry,
@@ -150,13 +153,14 @@ class ConnectorServer:
             signer=self.signer,
         )
         self.server = grpc.aio.server(
+            interceptors=self._interceptors(),
             options=[
                 ("grpc.so_reuseport", 1 if self.reuse_port else 0),
                 # gRPC's own check words its refusal without the flag: ours (wire.parse) answers up to twice the
                 # limit, naming --max-message-mb; gRPC still bounds what is read beyond that.
                 ("grpc.max_receive_message_length", 2 * limit),
                 ("grpc.max_send_message_length", limit),
-            ]
+            ],
         )
         services = service_pb2.DESCRIPTOR.services_by_name
         wire.add_service(self.server, services["AsyncAgentService"], AsyncAgentService(self.dispatcher))
@@ -175,6 +179,20 @@ class ConnectorServer:
         if watch_loop:
             self.watch_loop()
         return self.port
+
+    def _interceptors(self) -> list[Any] | None:
+        """The tracing interceptor when tracing is on (``tracing=True`` or enabled by the embedding app), else
+        none at all: an interceptor costs every call, even one that does nothing."""
+        if not (self.tracing or tracing_enabled()):
+            return None
+        from ..tracing import TracingInterceptor, enable_tracing
+
+        if not tracing_enabled():
+            try:
+                enable_tracing()
+            except ImportError as e:
+                raise ServeError(str(e)) from None
+        return [TracingInterceptor()]
 
     def watch_loop(self) -> None:
         """Start the watchdog that names ``async def`` connector methods which block the event loop."""
@@ -202,15 +220,25 @@ class ConnectorServer:
             raise ServeError(f"cannot listen on {address}: the port is in use or the address is not local")
         return int(port)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Drain: NOT_SERVING, refuse new calls, give calls in flight ``grace`` seconds, then cancel them."""
+    async def stop(self, grace: float | None = None, drain_delay: float = 0.0) -> None:
+        """Drain: NOT_SERVING, refuse new calls, give calls in flight ``grace`` seconds, then cancel them.
+
+        With ``drain_delay``, the server keeps serving that long after turning NOT_SERVING, so that load
+        balancers that probe health (a Kubernetes readiness probe, an L7 proxy) take it out before it refuses
+        anything: gRPC's own shutdown cancels calls that reach a connection after it began, before the
+        client has read its GOAWAY, and a proxy that reuses idle connections can send such calls.
+        """
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
+        if drain_delay > 0 and self.server is not None:
+            await asyncio.sleep(drain_delay)
         if self.server is not None:
             await self.server.stop(grace)
         if self._watchdog is not None:
             self._watchdog.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.dispatcher is not None and self.executor in self.dispatcher.metrics.pools:
+            self.dispatcher.metrics.pools.remove(self.executor)
         if self._totals_writer is not None:
             self._totals_writer.cancel()
             self._totals_writer = None
@@ -259,6 +287,7 @@ class ServeOptions:
     modules: list[str] = field(default_factory=list)
     threads: int = DEFAULT_THREADS
     grace: float = 10.0
+    drain_delay: float = 0.0
     workers: int = 1
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -272,6 +301,7 @@ class ServeOptions:
     log_format: str = "text"
     log_level: str = "INFO"
     loop: str = "auto"
+    tracing: bool = False
     worker_index: int | None = None  # set by the supervisor of --workers for each worker
     parent_fd: int | None = None  # a pipe whose end-of-file tells a worker that its supervisor died
 
@@ -315,6 +345,7 @@ async def _serve(options: ServeOptions) -> int:
         tls=options.tls(),
         reuse_port=options.worker_index is not None,
         prometheus_port=None if options.worker_index is not None else (options.prometheus_port or None),
+        tracing=options.tracing,
     )
     await server.start(watch_loop=False)
     stop = asyncio.Event()
@@ -325,7 +356,12 @@ async def _serve(options: ServeOptions) -> int:
             logger.warning("second %s: exiting at once", signal.Signals(signum).name)
             logging.shutdown()
             os._exit(128 + signum)
-        logger.info("%s: draining (up to %g s for calls in flight)", signal.Signals(signum).name, options.grace)
+        logger.info(
+            "%s: draining (NOT_SERVING%s, then up to %g s for calls in flight)",
+            signal.Signals(signum).name,
+            f" for {options.drain_delay:g} s while still serving" if options.drain_delay else "",
+            options.grace,
+        )
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -364,7 +400,7 @@ async def _serve(options: ServeOptions) -> int:
         os.getpid(),
     )
     await stop.wait()
-    await server.stop(options.grace)
+    await server.stop(options.grace, options.drain_delay)
     logger.info("stopped")
     return 0
 

@@ -52,6 +52,15 @@ def _env(name: str) -> str:
     help="Seconds that calls in flight get to finish after SIGTERM/SIGINT.",
 )
 @click.option(
+    "--drain-delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    envvar=_env("DRAIN_DELAY"),
+    show_envvar=True,
+    help="Seconds to keep serving after SIGTERM while health answers NOT_SERVING, so that load balancers "
+    "that probe health take the replica out first (before --grace starts).",
+)
+@click.option(
     "--loop",
     type=click.Choice(["auto", "uvloop", "asyncio"]),
     default="auto",
@@ -66,6 +75,13 @@ def _env(name: str) -> str:
     envvar=_env("WORKERS"),
     show_envvar=True,
     help="Processes that share the port (SO_REUSEPORT); metrics report their totals.",
+)
+@click.option(
+    "--tracing/--no-tracing",
+    default=False,
+    envvar=_env("TRACING"),
+    show_envvar=True,
+    help="OpenTelemetry spans for every call (needs core-connectors[otel]; OTEL_* variables configure the export).",
 )
 @click.option(
     "--tls-cert",

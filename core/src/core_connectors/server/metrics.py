@@ -7,25 +7,40 @@ prometheus_client objects per request); a collector turns the totals into metric
 scrapes, and prometheus-client serves them. With ``--workers``, each worker writes its totals to a file in a
 directory the supervisor names, every second and when it stops; the supervisor's collector sums the files.
 
-Every series also has the label ``protocol``: ``v1`` for flyteidl's services, ``v2`` for Flyte 2's
-``flyteidl2.connector`` ones, so one dashboard shows both; queries that sum over the other labels read as before.
+Every series of the request counters, the latency histogram and the input-size summary also has the label
+``protocol``: ``v1`` for flyteidl's services, ``v2`` for Flyte 2's ``flyteidl2.connector`` ones, so one
+dashboard shows both; queries that sum over the other labels read as before.
+
+Two gauges show load rather than history: ``flyte_connector_inflight_requests{task_type}`` (connector calls
+running now, over either protocol) and the thread pool's size and busy threads (``flyte_connector_pool_threads``,
+``flyte_connector_pool_busy_threads``), which say when plain ``def`` connectors are about to queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
+import functools
 import json
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 
-__all__ = ["METRICS_DIR_ENV", "Metrics", "WorkerTotalsCollector"]
+__all__ = ["METRICS_DIR_ENV", "Metrics", "MeteredThreadPool", "ProcessTreeCollector", "WorkerTotalsCollector"]
 
 PREFIX = "flyte_connector_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,6 +62,10 @@ class Totals:
         self.failure: dict[tuple[str, str, str, str], int] = {}  # (task_type, operation, error_code, protocol)
         self.latency: dict[tuple[str, str, str], list[float]] = {}
         self.input_bytes: dict[tuple[str, str], list[float]] = {}  # (task_type, protocol)
+        # gauges: what is running now, not what has happened (calls of both protocols together)
+        self.inflight: dict[str, int] = {}
+        self.pool_threads = 0
+        self.pool_busy = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,9 +73,12 @@ class Totals:
             "failure": [[*k, v] for k, v in list(self.failure.items())],
             "latency": [[*k, list(v)] for k, v in list(self.latency.items())],
             "input_bytes": [[*k, list(v)] for k, v in list(self.input_bytes.items())],
+            "inflight": [[k, v] for k, v in list(self.inflight.items())],
+            "pool": [self.pool_threads, self.pool_busy],
         }
 
-    def add_json(self, data: dict[str, Any]) -> None:
+    def add_json(self, data: dict[str, Any], gauges: bool = True) -> None:
+        """Add another process's totals; its gauges too unless it has exited (``gauges=False``)."""
         for task_type, operation, protocol, n in data.get("success", []):
             key = (task_type, operation, protocol)
             self.success[key] = self.success.get(key, 0) + n
@@ -71,6 +93,12 @@ class Totals:
             into = self.input_bytes.setdefault((task_type, protocol), [0.0, 0.0])
             into[0] += row[0]
             into[1] += row[1]
+        if gauges:
+            for task_type, n in data.get("inflight", []):
+                self.inflight[task_type] = self.inflight.get(task_type, 0) + n
+            threads, busy = data.get("pool", (0, 0))
+            self.pool_threads += threads
+            self.pool_busy += busy
 
     def families(self) -> Iterator[Metric]:
         success = CounterMetricFamily(
@@ -104,7 +132,18 @@ class Totals:
         )
         for input_labels, (count, total) in list(self.input_bytes.items()):
             input_bytes.add_metric(list(input_labels), count_value=int(count), sum_value=total)
-        yield from (success, failure, latency, input_bytes)
+        inflight = GaugeMetricFamily(f"{PREFIX}inflight_requests", "Connector calls in flight", labels=["task_type"])
+        for task_type, n in list(self.inflight.items()):
+            inflight.add_metric([task_type], n)
+        threads = GaugeMetricFamily(
+            f"{PREFIX}pool_threads",
+            "Size of the thread pool that runs plain `def` connector methods",
+            self.pool_threads,
+        )
+        busy = GaugeMetricFamily(
+            f"{PREFIX}pool_busy_threads", "Threads of that pool running a connector call now", self.pool_busy
+        )
+        yield from (success, failure, latency, input_bytes, inflight, threads, busy)
 
 
 class Metrics:
@@ -117,6 +156,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.totals = Totals()
+        self.pools: list[MeteredThreadPool] = []  # the pools of the servers recording here
         registry.register(self)
 
     @classmethod
@@ -129,7 +169,20 @@ class Metrics:
         return metrics
 
     def collect(self) -> Iterator[Metric]:
+        self._read_pools()
         return self.totals.families()
+
+    def _read_pools(self) -> None:
+        pools = list(self.pools)
+        self.totals.pool_threads = sum(p.size for p in pools)
+        self.totals.pool_busy = sum(len(p.busy) for p in pools)
+
+    def call_started(self, task_type: str) -> None:
+        inflight = self.totals.inflight
+        inflight[task_type] = inflight.get(task_type, 0) + 1
+
+    def call_ended(self, task_type: str) -> None:
+        self.totals.inflight[task_type] -= 1
 
     def succeeded(self, task_type: str, operation: str, started: float, protocol: str = "v1") -> None:
         key = (task_type, operation, protocol)
@@ -161,6 +214,7 @@ class Metrics:
         """Write this process's totals for the supervisor (atomically: it may read at any moment)."""
         path = Path(directory) / f"worker-{os.getpid()}.json"
         partial = path.with_suffix(".tmp")
+        self._read_pools()
         partial.write_text(json.dumps(self.totals.to_json()))
         os.replace(partial, path)
 
@@ -171,9 +225,37 @@ class Metrics:
             self.write_totals(directory)
 
 
+class MeteredThreadPool(ThreadPoolExecutor):
+    """The service's pool for plain ``def`` methods, knowing how many of its threads run a call right now,
+    and running each call in the submitter's context (contextvars), as ``asyncio.to_thread`` does.
+
+    A thread adds its id to ``busy`` while it runs a call: set.add and set.discard are single atomic steps
+    under the GIL, so counting needs no lock and costs two C calls per call.
+    """
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self.size = max_workers
+        self.busy: set[int] = set()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        # the caller's context variables go with the call, as with asyncio.to_thread (the RPC's trace span)
+        return super().submit(self._run, contextvars.copy_context(), fn, args, kwargs)
+
+    def _run(
+        self, context: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        ident = threading.get_ident()
+        self.busy.add(ident)
+        try:
+            return context.run(fn, *args, **kwargs)
+        finally:
+            self.busy.discard(ident)
+
+
 class WorkerTotalsCollector:
     """The supervisor's view: the sum of every worker's totals file (a restarted worker's old file counts
-    too, so counters never go backwards)."""
+    too, so counters never go backwards; gauges count only workers still running)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
@@ -182,7 +264,55 @@ class WorkerTotalsCollector:
         totals = Totals()
         for path in sorted(self.directory.glob("worker-*.json")):
             try:
-                totals.add_json(json.loads(path.read_text()))
+                totals.add_json(json.loads(path.read_text()), gauges=_alive(path))
             except (OSError, ValueError):
                 continue  # a file being replaced right now: the next scrape reads it
         return totals.families()
+
+
+class ProcessTreeCollector:
+    """``process_*`` of the supervisor and its live workers, summed, so that memory and CPU panels show what
+    the whole pod uses under ``--workers`` (a restarted worker's CPU leaves the sum: ``rate`` takes that as
+    a counter reset)."""
+
+    _SUMMED = ("process_resident_memory_bytes", "process_virtual_memory_bytes", "process_cpu_seconds_total")
+
+    def collect(self) -> Iterator[Metric]:
+        me = os.getpid()
+        families = {f.name: f for f in ProcessCollector(registry=None).collect()}
+        for pid in _children(me):
+            for family in ProcessCollector(pid=functools.partial(int, pid), registry=None).collect():
+                mine = families.get(family.name)
+                if mine is None or not family.samples or not mine.samples:
+                    continue
+                if any(family.samples[0].name.startswith(n) for n in self._SUMMED):
+                    total = mine.samples[0].value + family.samples[0].value
+                    mine.samples[0] = mine.samples[0]._replace(value=total)
+        return iter(families.values())
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _alive(totals_file: Path) -> bool:
+    """Whether the worker that wrote ``worker-<pid>.json`` still runs."""
+    try:
+        os.kill(int(totals_file.stem.removeprefix("worker-")), 0)
+    except ValueError:
+        return False
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

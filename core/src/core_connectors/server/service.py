@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import inspect
 import threading
 import time
@@ -110,7 +109,16 @@ class Dispatcher:
     # ---------------------------------------------------------------------------------------- calling
     async def call(self, connector: ConnectorBase, method: str, **kwargs: Any) -> Any:
         """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool,
-        within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set)."""
+        within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set),
+        counted in flight per task type (the in-flight gauge)."""
+        task_type = connector.task_category.name
+        self.metrics.call_started(task_type)
+        try:
+            return await self._call(connector, method, kwargs)
+        finally:
+            self.metrics.call_ended(task_type)
+
+    async def _call(self, connector: ConnectorBase, method: str, kwargs: dict[str, Any]) -> Any:
         fn, kind = self._method(connector, method)
         bulkhead = self.bulkhead(connector)
         if kind != _PLAIN:
@@ -123,8 +131,8 @@ class Dispatcher:
                 bulkhead.leave()
         await bulkhead.enter()
         # The slot is freed when the thread is done, not when the caller gives up: a hanging call holds it.
-        # The call's context goes along (a Flyte 2 connection's secrets).
-        future = self.executor.submit(contextvars.copy_context().run, _call_and_leave, bulkhead, fn, kwargs)
+        # The service's pool runs it in this context: a Flyte 2 connection's secrets go along.
+        future = self.executor.submit(_call_and_leave, bulkhead, fn, kwargs)
         future.add_done_callback(bulkhead.leave_if_cancelled)
         result = await asyncio.wrap_future(future)
         if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
@@ -249,16 +257,10 @@ class Dispatcher:
             yield response
 
     async def _iterate_in_pool(self, it: Iterator[Any]) -> AsyncIterator[Any]:
-        """Each ``next`` of a plain generator may block (it is connector code): run it in the pool, in the
-        call's context."""
+        """Each ``next`` of a plain generator may block (it is connector code): run it in the pool."""
         loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
         done = object()
-
-        def step() -> Any:
-            return context.run(next, it, done)
-
-        while (item := await loop.run_in_executor(self.executor, step)) is not done:
+        while (item := await loop.run_in_executor(self.executor, next, it, done)) is not done:
             yield item
 
     # ---------------------------------------------------------------------------------------- books

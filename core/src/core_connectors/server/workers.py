@@ -67,10 +67,11 @@ def supervise(options: ServeOptions) -> int:
         if options.prometheus_port:
             from prometheus_client import CollectorRegistry
 
-            from .metrics import WorkerTotalsCollector
+            from .metrics import ProcessTreeCollector, WorkerTotalsCollector
 
             registry = CollectorRegistry()
             registry.register(WorkerTotalsCollector(metrics_dir))
+            registry.register(ProcessTreeCollector())
             http = _start_metrics_server(options.prometheus_port, registry)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
