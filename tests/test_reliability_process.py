@@ -205,7 +205,7 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 # ------------------------------------------------------------------------------------------------ kill -9
 def test_tasks_created_before_a_kill_9_finish_after_the_restart(serve):
     port = free_port()
-    first = serve(port)
+    first = serve(port, "--prometheus-port", "0")
     first.wait_ready()
     with first.channel() as channel:
         stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
@@ -213,7 +213,7 @@ def test_tasks_created_before_a_kill_9_finish_after_the_restart(serve):
         assert stub.GetTask(get_request("sleep", metas[-1]), timeout=5).resource.phase == Phase.RUNNING
     first.kill()
 
-    second = serve(port)
+    second = serve(port, "--prometheus-port", "0")
     second.wait_ready()
     with second.channel() as channel:
         stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pool, message_factory
 
 __all__ = ["TracingInterceptor", "enable_tracing", "tracing_enabled", "vendor_span"]
 
@@ -90,8 +91,22 @@ def vendor_span(name: str, **attributes: Any) -> Iterator[Any]:
         yield span
 
 
-def _task_type(request: Any) -> str:
-    """The task type a request names, the way the service routes it."""
+def _request_type(service: str, method: str) -> Any:
+    """The request message class of ``service/method``: the service's handlers take raw bytes (server.wire)."""
+    try:
+        found = descriptor_pool.Default().FindMethodByName(f"{service}.{method}")
+    except KeyError:
+        return None
+    return message_factory.GetMessageClass(found.input_type)
+
+
+def _task_type(request: Any, request_type: Any = None) -> str:
+    """The task type a request names, the way the service routes it (raw request bytes parsed for it)."""
+    if isinstance(request, bytes):
+        try:
+            request = request_type.FromString(request)
+        except Exception:  # no type known, or bytes that do not parse: the handler answers INVALID_ARGUMENT
+            return ""
     category = getattr(request, "task_category", None)
     if category is not None and category.name:
         return str(category.name)
@@ -117,13 +132,14 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if service.startswith(("grpc.health", "grpc.reflection")):
             return handler
         operation = _OPERATIONS.get(method, method)
+        request_type = _request_type(service, method)
         base = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method, "flyte.operation": operation}
         name = f"{service}/{method}"
 
         def start(request: Any) -> Any:
             attributes = dict(base)
             if request is not None:
-                attributes["flyte.task_type"] = _task_type(request)
+                attributes["flyte.task_type"] = _task_type(request, request_type)
             return _tracer.start_as_current_span(
                 name, kind=_server_kind(), attributes=attributes, record_exception=False, set_status_on_exception=False
             )
@@ -165,7 +181,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for request in requests:
                         if not first:
                             first.append(request)
-                            span.set_attribute("flyte.task_type", _task_type(request))
+                            span.set_attribute("flyte.task_type", _task_type(request, request_type))
                         yield request
 
                 with start(None) as span:
