@@ -79,6 +79,7 @@ def test_in_flight_and_pool_gauges_follow_the_calls_running_now():
 
     class Blocking(AsyncConnectorBase):
         name = "blocking"
+        max_concurrent_calls = 4  # above the default bulkhead (half the pool): all three calls run at once
 
         def __init__(self):
             super().__init__(task_type_name="blocking", metadata_type=Meta)
