@@ -114,6 +114,7 @@ def test_in_flight_and_pool_gauges_follow_the_calls_running_now():
 
     class Blocking(AsyncConnectorBase):
         name = "blocking"
+        max_concurrent_calls = 4  # above the default bulkhead (half the pool): all three calls run at once
 
         def __init__(self):
             super().__init__(task_type_name="blocking", metadata_type=Meta)
@@ -140,11 +141,7 @@ def test_in_flight_and_pool_gauges_follow_the_calls_running_now():
             return Resource(phase=TaskExecution.SUCCEEDED)
 
     registry = CollectorRegistry()
-    # three blocking calls in a pool of four: above the default bulkhead (half the pool), so the bound is raised
-    bound = {"blocking": 3}
-    with start_service(
-        Blocking(), Waiting(), threads=4, max_concurrent_calls=bound, metrics_registry=registry
-    ) as service:
+    with start_service(Blocking(), Waiting(), threads=4, metrics_registry=registry) as service:
         stub = service.async_stub
         calls = [
             stub.GetTask.future(agent_pb2.GetTaskRequest(task_type=t, resource_meta=b'{"n": 0}'), timeout=10)
