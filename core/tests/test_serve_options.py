@@ -4,6 +4,7 @@ real dist-info entry points: listed in --help with their variable, and given, se
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,7 +30,7 @@ PLUGINS = {
                 super().__init__(task_type_name="acme")
                 if os.environ.get("ACME_RECORD"):  # what the connector saw when it was made
                     seen = (os.environ.get("ACME_LEVEL"), os.environ.get("ACME_TAGS"))
-                    Path(os.environ["ACME_RECORD"]).write_text(repr(seen))
+                    (Path(os.environ["ACME_RECORD"]) / str(os.getpid())).write_text(repr(seen))
 
             def do(self, *args, **kwargs): ...
 
@@ -126,24 +127,32 @@ def test_a_plugin_imported_for_its_options_still_registers_what_it_registers_at_
     assert [f for f in registry.failures if f.source.entry_point in PLUGINS] == []
 
 
-def _serve(plugins_dir, *flags: str, **env: str) -> str:
-    """Run `core-connectors serve` briefly as a process; return what the acme connector saw when made."""
-    record = plugins_dir / "record.txt"
-    record.unlink(missing_ok=True)
+def _serve(plugins_dir, *flags: str, timeout: str = "0.2", **env: str) -> list[str]:
+    """Run `core-connectors serve` briefly as a process; return what the acme connector saw when made, in
+    each process that made one."""
+    record = plugins_dir / "record"
+    shutil.rmtree(record, ignore_errors=True)
+    record.mkdir()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--prometheus-port", "0", "--timeout", "0.2", *flags]
+    argv += ["--prometheus-port", "0", "--timeout", timeout, *flags]
     base = {k: v for k, v in os.environ.items() if k not in ("ACME_LEVEL", "ACME_TAGS", "CORE_CONNECTORS_DISABLE")}
     env = {**base, "PYTHONPATH": str(plugins_dir), "ACME_RECORD": str(record), **env}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    return record.read_text()
+    return [p.read_text() for p in record.iterdir()]
 
 
 @pytest.mark.slow
 def test_the_flag_sets_the_variable_before_the_connectors_are_made(plugins_dir):
-    assert _serve(plugins_dir, "--acme-level", "loud", "--acme-tag", "a", "--acme-tag", "b") == "('loud', 'a,b')"
-    assert _serve(plugins_dir, ACME_LEVEL="quiet") == "('quiet', None)"  # the variable alone keeps working
-    assert _serve(plugins_dir, "--acme-level", "loud", ACME_LEVEL="quiet") == "('loud', None)"  # the flag wins
+    assert _serve(plugins_dir, "--acme-level", "loud", "--acme-tag", "a", "--acme-tag", "b") == ["('loud', 'a,b')"]
+    assert _serve(plugins_dir, ACME_LEVEL="quiet") == ["('quiet', None)"]  # the variable alone keeps working
+    assert _serve(plugins_dir, "--acme-level", "loud", ACME_LEVEL="quiet") == ["('loud', None)"]  # the flag wins
+
+
+@pytest.mark.slow
+def test_the_workers_inherit_the_variable_a_flag_set(plugins_dir):
+    seen = _serve(plugins_dir, "--workers", "2", "--acme-level", "loud", timeout="4", ACME_LEVEL="quiet")
+    assert seen == ["('loud', None)"] * 2

@@ -335,6 +335,8 @@ def serve_options() -> list[ServeOption]:
         token = _loading_into.set(imported)
         try:
             plugin = entry_point.load()
+            if _is_connector(plugin):  # a connector named directly has no hooks (and its properties stay unread)
+                continue
             found = [o for result in _plugin_manager(plugin, entry_point.name).hook.serve_options() for o in result]
             if not all(isinstance(o, ServeOption) for o in found):
                 raise TypeError(f"serve_options returned {found!r}, which are not all ServeOption")
@@ -352,6 +354,10 @@ def serve_options() -> list[ServeOption]:
 
 def _disabled() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _is_connector(obj: Any) -> bool:
+    return isinstance(obj, ConnectorBase) or (inspect.isclass(obj) and issubclass(obj, ConnectorBase))
 
 
 def _plugin_manager(plugin: Any, name: str) -> pluggy.PluginManager:
@@ -381,7 +387,7 @@ def _flyte_sdk_connectors(entry_point: metadata.EntryPoint) -> list[ConnectorBas
 
 def _provided_connectors(obj: Any, name: str) -> list[Any]:
     """Ask one loaded entry point for its connectors through the pluggy hook (or take it if it is one)."""
-    if isinstance(obj, ConnectorBase) or (inspect.isclass(obj) and issubclass(obj, ConnectorBase)):
+    if _is_connector(obj):
         results: list[Any] = [[obj]]
     else:
         results = _plugin_manager(obj, name).hook.provide_connectors()
