@@ -33,10 +33,12 @@ def provide_connectors() -> list[WebhookConnector]:
 @hookimpl
 def serve_options() -> list[ServeOption]:
     """``core-connectors serve --webhook-allow/--webhook-deny/--webhook-max-response-bytes``."""
-    rules = "host name, address or CIDR (repeatable; commas also separate)"
+    rule = "a host name, .domain, address or network (repeatable; commas also separate rules)"
     return [
-        ServeOption("--webhook-allow", ALLOW_ENV, f"Only {rules} webhooks may reach.", multiple=True, metavar="RULE"),
-        ServeOption("--webhook-deny", DENY_ENV, f"A {rules} webhooks may not reach.", multiple=True, metavar="RULE"),
+        ServeOption(
+            "--webhook-allow", ALLOW_ENV, f"Where webhooks may go, if set: {rule}.", multiple=True, metavar="RULE"
+        ),
+        ServeOption("--webhook-deny", DENY_ENV, f"Where webhooks may not go: {rule}.", multiple=True, metavar="RULE"),
         ServeOption(
             "--webhook-max-response-bytes",
             MAX_RESPONSE_BYTES_ENV,
