@@ -111,7 +111,8 @@ def cross(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over the tree, and mypy (strict) over the typed core."""
     _install_local(session, *_package_dirs(), test_extras=False)
-    session.install("ruff", "mypy", "types-protobuf", "types-PyYAML")
+    # pytest: mypy reads the types of the core's pytest plugin and contract suite (the `testing` extra).
+    session.install("ruff", "mypy", "pytest>=8", "types-protobuf", "types-PyYAML")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")

@@ -426,3 +426,66 @@ async def test_data_that_is_not_json_fails_the_task(connector, sockets):
     assert resource.phase == TaskExecution.FAILED
     assert resource.message.startswith("Webhook request cannot be built: Out of range float values")
     assert not sockets.connected
+
+
+def test_serve_help_lists_the_webhook_flags_with_their_variables():
+    import os
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--help"]
+    env = {**os.environ, "COLUMNS": "200", "CORE_CONNECTORS_DISABLE": ""}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())  # click wraps the help at 80 columns
+    for flag, variable in [
+        ("--webhook-allow RULE", "CORE_CONNECTORS_WEBHOOK_ALLOW"),
+        ("--webhook-deny RULE", "CORE_CONNECTORS_WEBHOOK_DENY"),
+        ("--webhook-max-response-bytes N", "CORE_CONNECTORS_WEBHOOK_MAX_RESPONSE_BYTES"),
+    ]:
+        assert flag in text and f"[env var: {variable}]" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [[], ["--webhook-deny", "127.0.0.1"]], ids=["no-flag", "webhook-deny"])
+def test_the_deny_flag_of_core_connectors_serve(stand_in, template, tmp_path, flags):
+    """`core-connectors serve --webhook-deny 127.0.0.1` (no rule in the environment) as a process: the webhook
+    to the loopback stand-in fails, saying why, and nothing reaches it; without the flag it goes through."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import types
+
+    import grpc
+    from flyteidl.service import agent_pb2_grpc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORE_CONNECTORS_")}
+    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--prometheus-port", "0", *flags]
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            service = types.SimpleNamespace(sync_stub=agent_pb2_grpc.SyncAgentServiceStub(channel))
+            stand_in.expect_request("/hook").respond_with_data("ok")
+            resource = execute(service, template(url=stand_in.url_for("/hook")))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    if flags:
+        assert resource.phase == TaskExecution.FAILED
+        assert resource.message == (
+            "Webhook destination denied: 127.0.0.1 resolves to 127.0.0.1, in the denied network 127.0.0.1/32 "
+            "(CORE_CONNECTORS_WEBHOOK_DENY)"
+        )
+        assert not stand_in.log
+    else:
+        assert resource.phase == TaskExecution.SUCCEEDED, resource.message + log_path.read_text(errors="replace")
+        assert info_of(resource)["response_data"] == "ok"

@@ -21,7 +21,7 @@ from .base_connector import (
     is_terminal_phase,
 )
 from .errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
-from .hooks import hookimpl
+from .hooks import ServeOption, hookimpl
 from .registry import Bridged, PluginFailure, PluginSource
 from .secrets import get_agent_secret, get_connector_secret
 
@@ -42,6 +42,7 @@ __all__ = [
     "ResourceMetaDecodeError",
     "RetryableFailure",
     "SecretNotFound",
+    "ServeOption",
     "SyncConnectorBase",
     "SyncConnectorExecutorMixin",
     "TaskCategory",

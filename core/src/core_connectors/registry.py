@@ -32,11 +32,11 @@ from flyteidl.admin import agent_pb2
 
 from .base_connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase, TaskCategory
 from .errors import ConnectorNotFound
-from .hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec
+from .hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec, ServeOption
 
 AnyConnector: TypeAlias = Union[AsyncConnectorBase[Any], SyncConnectorBase]  # noqa: UP007 - evaluated at runtime on 3.10
 
-__all__ = ["Bridged", "ConnectorRegistry", "PluginFailure", "PluginSource", "Registry", "Shadowed"]
+__all__ = ["Bridged", "ConnectorRegistry", "PluginFailure", "PluginSource", "Registry", "Shadowed", "serve_options"]
 
 logger = logging.getLogger("core_connectors.registry")
 
@@ -213,7 +213,7 @@ class Registry:
         with self._lock:
             self._discovering = True
             try:
-                disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+                disabled = _disabled()
                 self.disabled = []
                 for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
                     if entry_point.name in disabled:
@@ -252,6 +252,8 @@ class Registry:
                 provided = [Bridged(c, source) for c in _flyte_sdk_connectors(entry_point)]
             else:
                 plugin = entry_point.load()
+                for connector in _registered_at_import.get(entry_point.value, ()):  # imported for serve_options
+                    self.register(connector)
                 provided = _provided_connectors(plugin, entry_point.name)
         except Exception as e:  # a plugin's own failure must not stop the others
             self._fail(source, f"{type(e).__name__}: {e}", exc=e)
@@ -320,6 +322,51 @@ class Registry:
         )
 
 
+def serve_options() -> list[ServeOption]:
+    """The ``serve`` flags of the installed, not disabled ``flytekit.connectors`` plugins (their
+    ``serve_options`` hook), before any connector is made. A plugin that fails here is skipped, as in discovery;
+    what a flytekit-style plugin registers at import is kept for the registry that discovers it later."""
+    disabled = _disabled()
+    options: list[ServeOption] = []
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name in disabled:
+            continue
+        imported = Registry(discover=False)
+        token = _loading_into.set(imported)
+        try:
+            plugin = entry_point.load()
+            if _is_connector(plugin):  # a connector named directly has no hooks (and its properties stay unread)
+                continue
+            found = [o for result in _plugin_manager(plugin, entry_point.name).hook.serve_options() for o in result]
+            if not all(isinstance(o, ServeOption) for o in found):
+                raise TypeError(f"serve_options returned {found!r}, which are not all ServeOption")
+        except Exception as e:  # a plugin's own failure must not stop the others
+            logger.warning(
+                "skipped the serve options of connector plugin %r: %s: %s", entry_point.name, type(e).__name__, e
+            )
+            continue
+        finally:
+            _loading_into.reset(token)
+            _registered_at_import.setdefault(entry_point.value, [c for c, _ in imported.connectors()])
+        options += found
+    return options
+
+
+def _disabled() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _is_connector(obj: Any) -> bool:
+    return isinstance(obj, ConnectorBase) or (inspect.isclass(obj) and issubclass(obj, ConnectorBase))
+
+
+def _plugin_manager(plugin: Any, name: str) -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(PROJECT_NAME)
+    manager.add_hookspecs(ConnectorHookSpec)
+    manager.register(plugin, name=name)
+    return manager
+
+
 def _duplicate_message(category: TaskCategory, existing: PluginSource) -> str:
     if not existing.entry_point or existing.via:
         return f"Duplicate connector for task type: {category}"
@@ -340,13 +387,10 @@ def _flyte_sdk_connectors(entry_point: metadata.EntryPoint) -> list[ConnectorBas
 
 def _provided_connectors(obj: Any, name: str) -> list[Any]:
     """Ask one loaded entry point for its connectors through the pluggy hook (or take it if it is one)."""
-    if isinstance(obj, ConnectorBase) or (inspect.isclass(obj) and issubclass(obj, ConnectorBase)):
+    if _is_connector(obj):
         results: list[Any] = [[obj]]
     else:
-        manager = pluggy.PluginManager(PROJECT_NAME)
-        manager.add_hookspecs(ConnectorHookSpec)
-        manager.register(obj, name=name)
-        results = manager.hook.provide_connectors()
+        results = _plugin_manager(obj, name).hook.provide_connectors()
     connectors: list[Any] = []
     for result in results:
         for item in result if isinstance(result, (list, tuple)) else [result]:
@@ -363,6 +407,8 @@ def _provided_connectors(obj: Any, name: str) -> list[Any]:
 
 _current = Registry()
 _loading_into: ContextVar[Registry | None] = ContextVar("core_connectors_loading_into", default=None)
+_registered_at_import: dict[str, list[ConnectorBase]] = {}
+"""Entry point value -> connectors its module registered when imported for ``serve_options`` (once per process)."""
 
 
 class ConnectorRegistry:

@@ -1,11 +1,17 @@
-"""``core-connectors serve``: every flag also reads a ``CORE_CONNECTORS_*`` environment variable."""
+"""``core-connectors serve``: every flag also reads a ``CORE_CONNECTORS_*`` environment variable. Installed
+connector plugins add flags of their own (their ``serve_options`` hook)."""
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from ..hooks import ServeOption
+from ..registry import serve_options
 from .app import DEFAULT_THREADS, ServeOptions
 
 __all__ = ["serve"]
@@ -15,7 +21,40 @@ def _env(name: str) -> str:
     return f"CORE_CONNECTORS_{name}"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+_PLUGIN_PARAMS = "core_connectors.plugin_serve_options"
+
+
+class _ServeCommand(click.Command):
+    """Adds the plugins' flags when an invocation first asks for its parameters (parsing or ``--help``), not
+    at import; a plugin's flag that another already has is left out."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        if _PLUGIN_PARAMS not in ctx.meta:
+            taken = {name for p in params for name in p.opts}
+            ctx.meta[_PLUGIN_PARAMS] = [_plugin_option(o) for o in serve_options() if o.flag not in taken]
+        return [*params, *ctx.meta[_PLUGIN_PARAMS]]
+
+
+def _plugin_option(option: ServeOption) -> click.Option:
+    def export(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        """A flag given on the command line beats the variable: set it for the connectors (and the workers)."""
+        if param.name and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+            os.environ[option.envvar] = ",".join(value) if option.multiple else value
+
+    return click.Option(
+        [option.flag],
+        multiple=option.multiple,
+        metavar=option.metavar,
+        envvar=option.envvar,
+        show_envvar=True,
+        help=option.help,
+        expose_value=False,
+        callback=export,
+    )
+
+
+@click.command(cls=_ServeCommand, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--port", type=int, default=8000, envvar=_env("PORT"), show_envvar=True, help="gRPC port.")
 @click.option("--host", default="[::]", envvar=_env("HOST"), show_envvar=True, help="Address to listen on.")
 @click.option(
