@@ -112,32 +112,29 @@ class Dispatcher:
         within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set),
         counted in flight per task type (the in-flight gauge)."""
         task_type = connector.task_category.name
-        self.metrics.call_started(task_type)
-        try:
-            return await self._call(connector, method, kwargs)
-        finally:
-            self.metrics.call_ended(task_type)
-
-    async def _call(self, connector: ConnectorBase, method: str, kwargs: dict[str, Any]) -> Any:
         fn, kind = self._method(connector, method)
         bulkhead = self.bulkhead(connector)
-        if kind != _PLAIN:
-            if not bulkhead.explicit:
-                return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
+        self.metrics.call_started(task_type)
+        try:
+            if kind != _PLAIN:
+                if not bulkhead.explicit:
+                    return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
+                await bulkhead.enter()
+                try:
+                    return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
+                finally:
+                    bulkhead.leave()
             await bulkhead.enter()
-            try:
-                return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
-            finally:
-                bulkhead.leave()
-        await bulkhead.enter()
-        # The slot is freed when the thread is done, not when the caller gives up: a hanging call holds it.
-        # The service's pool runs it in this context: a Flyte 2 connection's secrets go along.
-        future = self.executor.submit(_call_and_leave, bulkhead, fn, kwargs)
-        future.add_done_callback(bulkhead.leave_if_cancelled)
-        result = await asyncio.wrap_future(future)
-        if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
-            result = await result
-        return result
+            # The slot is freed when the thread is done, not when the caller gives up: a hanging call holds it.
+            # The service's pool runs it in this context: a Flyte 2 connection's secrets go along.
+            future = self.executor.submit(_call_and_leave, bulkhead, fn, kwargs)
+            future.add_done_callback(bulkhead.leave_if_cancelled)
+            result = await asyncio.wrap_future(future)
+            if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
+                result = await result
+            return result
+        finally:
+            self.metrics.call_ended(task_type)
 
     def bulkhead(self, connector: ConnectorBase) -> Bulkhead:
         found = self._bulkheads.get(connector)
