@@ -36,9 +36,9 @@ import asyncio, inspect, time
 from concurrent.futures import ThreadPoolExecutor
 from flyteidl.admin import agent_pb2
 from prometheus_client import CollectorRegistry
-from core_connectors.registry import Registry
-from core_connectors.server.metrics import Metrics
-from core_connectors.server.service import AsyncAgentService, Dispatcher
+from core_connectors._registry import Registry
+from core_connectors.server._metrics import Metrics
+from core_connectors.server._service import AsyncAgentService, Dispatcher
 from core_connectors_sleep.connector import SleepConnector, SleepMetadata
 
 registry = Registry(discover=False)
@@ -110,7 +110,7 @@ def main() -> int:
         for name, tree in trees.items():
             port = free_port()
             env = {**os.environ, "PYTHONPATH": f"{tree}/core/src:{tree}/connectors/sleep/src"}
-            argv = [sys.executable, "-c", "from core_connectors.cli import main; main()", "serve"]
+            argv = [sys.executable, "-c", "from core_connectors._cli import main; main()", "serve"]
             argv += ["--host", "127.0.0.1", "--port", str(port), "--prometheus-port", "0"]
             argv += ["--modules", "core_connectors_sleep"]
             servers[name] = (subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL), port)

@@ -39,7 +39,7 @@ from run import (
     succeeded,
 )
 
-DISCOVER = "from core_connectors.registry import Registry; Registry().discover()"
+DISCOVER = "from core_connectors._registry import Registry; Registry().discover()"
 COLUMNS = ("flytekit", "bridge", "native")  # pyflyte; ours with the bridge; ours without it
 
 

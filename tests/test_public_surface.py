@@ -17,6 +17,7 @@ PUBLIC = (
     "core_connectors.literals",
     "core_connectors.templates",
     "core_connectors.secrets",
+    "core_connectors.tracing",
     "core_connectors.local",
     "core_connectors.testing",
     "core_connectors.server",
@@ -54,3 +55,51 @@ def test_connector_packages_import_only_public_names():
             elif name and name not in importlib.import_module(module).__all__:
                 offences.append(f"{where}: {module}.{name} is not in its __all__")
     assert not offences, "\n".join(offences)
+
+
+def test_every_other_module_is_private_by_name():
+    """An author reads the public modules above; anything else carries an underscore in its dotted name."""
+    package = ROOT / "core" / "src" / "core_connectors"
+    public_by_accident = []
+    for path in sorted(package.rglob("*.py")):
+        name = _module_name(package, path)
+        parts = name.split(".")
+        if name not in PUBLIC and parts[-1] != "__main__" and not any(p.startswith("_") for p in parts):
+            public_by_accident.append(name)
+    assert not public_by_accident, f"neither public nor private by name: {public_by_accident}"
+
+
+def _module_name(package: Path, path: Path) -> str:
+    parts = ("core_connectors", *path.relative_to(package).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_core_imports_without_cycles():
+    """Module-level imports inside the core form no cycle (the contract sits below the registry, the service and
+    the local runner), so no module depends on being imported half-way."""
+    package = ROOT / "core" / "src" / "core_connectors"
+    graph: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        name = _module_name(package, path)
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = set()
+        for node in ast.parse(path.read_text()).body:  # module level only: late imports in functions are not cycles
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(here.split(".")[: len(here.split(".")) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+                graph[name] |= {f"{target}.{a.name}" for a in node.names} | {target}
+    modules = set(graph)
+    # a package's own parents are always imported first: an edge to one is no cycle
+    graph = {m: {t for t in targets if t in modules and not m.startswith(t)} for m, targets in graph.items()}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(module) :], module]))
+        if module not in done:
+            for target in sorted(graph[module]):
+                visit(target, [*path, module])
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])

@@ -27,7 +27,7 @@ from core_connectors import (
     SyncConnectorBase,
     get_connector_secret,
 )
-from core_connectors.server.metrics import Metrics
+from core_connectors.server._metrics import Metrics
 
 Phase = execution_pb2.TaskExecution
 TIMEOUT = 5

@@ -126,7 +126,7 @@ class Served:
         self.port = port
         (tmp_path / "reliability_connectors.py").write_text(CONNECTORS)
         self.log_path = tmp_path / f"serve-{port}-{time.monotonic_ns()}.log"
-        argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [sys.executable, "-m", "core_connectors", "serve", "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--modules", "reliability_connectors", *args]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(

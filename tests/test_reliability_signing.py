@@ -119,7 +119,7 @@ def test_signing_turned_off_again_keeps_running_tasks_polling(connector_service)
 def test_serve_refuses_to_start_with_signing_misconfigured(tmp_path, flags, words):
     env = {k: v for k, v in os.environ.items() if k != "_FSEC_METADATA_SIGNING_KEYS"}
     env["FLYTE_SECRETS_DEFAULT_DIR"] = str(tmp_path)
-    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--port", "0", "--prometheus-port", "0"]
+    argv = [sys.executable, "-m", "core_connectors", "serve", "--port", "0", "--prometheus-port", "0"]
     done = subprocess.run([*argv, "--timeout", "5", *flags], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert words in done.stderr

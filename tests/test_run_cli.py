@@ -107,7 +107,7 @@ def env(tmp_path):
 
 
 def run_cli(*args: str, env=None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "core_connectors.cli", "run", *args]
+    command = [sys.executable, "-m", "core_connectors", "run", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -157,7 +157,7 @@ def test_failure_exits_1_with_the_message_on_stderr():
 @pytest.mark.parametrize("task_type", ["slow-async", "slow-def"])
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_deletes_the_job_once(env, task_type, signum, code):
-    command = [sys.executable, "-m", "core_connectors.cli", "run", "--modules", "slowjob"]
+    command = [sys.executable, "-m", "core_connectors", "run", "--modules", "slowjob"]
     command += ["--task-type", task_type, "--custom", '{"duration": 30}']
     proc, out, err = _start_and_interrupt(command, env, signum)
     assert proc.returncode == code, err
@@ -182,7 +182,7 @@ def test_modules_option_reports_an_import_error(env):
 
 def test_help_lists_the_options():
     result = subprocess.run(
-        [sys.executable, "-m", "core_connectors.cli", "run", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "core_connectors", "run", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
     for option in ("--input", "--inputs-json", "--output-prefix", "--task-type", "--custom", "--modules"):

@@ -18,7 +18,7 @@ POLL = """
 import json, sys
 from flyteidl.admin import agent_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
-from core_connectors.registry import Registry
+from core_connectors._registry import Registry
 from core_connectors.server.testing import start_service
 
 directory = sys.argv[1]

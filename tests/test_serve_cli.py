@@ -82,7 +82,7 @@ class Served:
         self.port = port or free_port()
         self.log_path = tmp_path / f"serve-{self.port}.log"
         (tmp_path / "serve_test_connectors.py").write_text(CONNECTORS)
-        argv = [sys.executable, "-m", "core_connectors.cli", "serve", *args]
+        argv = [sys.executable, "-m", "core_connectors", "serve", *args]
         if port is None and not any(a.startswith("--port") for a in args):
             argv += ["--port", str(self.port)]
         with open(self.log_path, "wb") as log:

@@ -7,8 +7,8 @@ import datetime as dt
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, tasks_pb2
 
+from core_connectors._registry import Registry
 from core_connectors.literals import python_to_literal_map
-from core_connectors.registry import Registry
 
 Phase = execution_pb2.TaskExecution
 

@@ -13,6 +13,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, types_pb2
 
 import core_connectors
+import core_connectors.base_connector
 from core_connectors import (
     AsyncConnectorBase,
     Resource,

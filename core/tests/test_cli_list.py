@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from core_connectors import ConnectorRegistry, SyncConnectorBase
-from core_connectors.cli import main
+from core_connectors._cli import main
 
 
 class Echo(SyncConnectorBase):
@@ -50,7 +50,7 @@ def test_version_and_help():
 
 
 def test_a_shadowed_bridged_connector_is_listed_with_where_it_came_from(connector_registry):
-    from core_connectors.registry import PluginSource
+    from core_connectors._registry import PluginSource
 
     native = PluginSource(entry_point="echo", distribution="core-connectors-echo", version="0.1.0")
     flytekit = PluginSource(entry_point="echo", distribution="flytekitplugins-echo", version="1.16.0", via="flytekit")

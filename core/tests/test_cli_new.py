@@ -9,7 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from core_connectors.cli import main
+from core_connectors._cli import main
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -426,14 +426,14 @@ def test_without_flyteidl2_the_service_starts_and_says_v2_is_off(tmp_path):
     import subprocess
     import sys
 
-    code = "import sys; sys.modules['flyteidl2'] = None; from core_connectors.cli import main; main()"
+    code = "import sys; sys.modules['flyteidl2'] = None; from core_connectors._cli import main; main()"
     argv = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", "0", "--prometheus-port", "0"]
     result = subprocess.run([*argv, "--timeout", "0.5"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Flyte 2 protocol (flyteidl2.connector) off: pip install 'core-connectors[flyte2]'" in result.stderr
     assert "serving" in result.stderr
     with_it = subprocess.run(
-        argv[:1] + ["-m", "core_connectors.cli"] + argv[3:] + ["--timeout", "0.5"],
+        argv[:1] + ["-m", "core_connectors"] + argv[3:] + ["--timeout", "0.5"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -445,7 +445,7 @@ def test_without_flyteidl2_the_service_starts_and_says_v2_is_off(tmp_path):
 def test_without_flyteidl2_only_the_v1_services_are_registered(connector_service, monkeypatch):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from core_connectors.server import app
+    from core_connectors.server import _app as app
 
     monkeypatch.setattr(app, "flyte2", None)
     svc = connector_service(JobConnector())

@@ -24,7 +24,8 @@ from core_connectors import (
     SyncConnectorExecutorMixin,
 )
 from core_connectors.literals import python_to_literal_map
-from core_connectors.local import ConnectorTask, LocalRun, LocalRunError, TaskFailed, TaskInterrupted, runner
+from core_connectors.local import ConnectorTask, LocalRun, LocalRunError, TaskFailed, TaskInterrupted
+from core_connectors.local import _runner as runner
 
 TE = execution_pb2.TaskExecution
 

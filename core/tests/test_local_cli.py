@@ -14,9 +14,9 @@ from flyteidl.core import execution_pb2
 from google.protobuf import json_format
 
 from core_connectors import Resource, SyncConnectorBase
-from core_connectors.cli import main
+from core_connectors._cli import main
 from core_connectors.local import ConnectorTask
-from core_connectors.local.cli import parse_datetime, parse_duration
+from core_connectors.local._cli import parse_datetime, parse_duration
 
 TE = execution_pb2.TaskExecution
 

@@ -7,7 +7,7 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core_connectors.server.metrics import Metrics, WorkerTotalsCollector
+from core_connectors.server._metrics import Metrics, WorkerTotalsCollector
 
 
 def samples(registry):
@@ -190,7 +190,7 @@ def test_the_supervisor_reports_the_memory_and_cpu_of_its_workers_too():
     import subprocess
     import sys
 
-    from core_connectors.server.metrics import ProcessTreeCollector
+    from core_connectors.server._metrics import ProcessTreeCollector
 
     registry = CollectorRegistry()
     registry.register(ProcessTreeCollector())

@@ -12,7 +12,7 @@ import pytest
 from flyteidl.admin import agent_pb2
 
 from core_connectors import AsyncConnectorBase, ConnectorNotFound, ConnectorRegistry, ResourceMeta, SyncConnectorBase
-from core_connectors.registry import PluginSource, Registry, Shadowed
+from core_connectors._registry import PluginSource, Registry, Shadowed
 
 
 @dataclass
@@ -172,7 +172,7 @@ def installed_plugins(tmp_path, monkeypatch):
 
 class TestDiscovery:
     def test_each_plugin_loads_on_its_own_and_failures_are_reported(self, installed_plugins, caplog):
-        caplog.set_level(logging.WARNING, logger="core_connectors.registry")
+        caplog.set_level(logging.WARNING, logger="core_connectors._registry")
         registry = Registry()
         names = {c.name: s for c, s in registry.connectors()}
         assert {"Good Connector", "Legacy Connector"} <= set(names)

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from core_connectors import ServeOption
-from core_connectors.cli import main
-from core_connectors.registry import Registry, serve_options
+from core_connectors._cli import main
+from core_connectors._registry import Registry, serve_options
 
 PLUGINS = {
     "acme_options": """
@@ -136,7 +136,7 @@ def _serve(plugins_dir, *flags: str, timeout: str = "0.2", **env: str) -> list[s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "core_connectors", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--prometheus-port", "0", "--timeout", timeout, *flags]
     base = {k: v for k, v in os.environ.items() if k not in ("ACME_LEVEL", "ACME_TAGS", "CORE_CONNECTORS_DISABLE")}
     env = {**base, "PYTHONPATH": str(plugins_dir), "ACME_RECORD": str(record), **env}

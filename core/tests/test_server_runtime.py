@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
+from core_connectors._registry import Registry
 from core_connectors.literals import python_to_literal_map
-from core_connectors.registry import Registry
 from core_connectors.server import ConnectorServer, TlsConfig
 from core_connectors.server.testing import ServiceThread, make_certificates
 

@@ -19,8 +19,8 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, interface_pb2, literals_pb2, metrics_pb2, tasks_pb2, types_pb2
 
 from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, SyncConnectorBase, get_connector_secret
+from core_connectors._registry import Registry
 from core_connectors.literals import literal_map_to_python, python_to_literal_map
-from core_connectors.registry import Registry
 
 Phase = execution_pb2.TaskExecution
 ERROR_ID = r"\(error id [0-9a-f]{8}\)"

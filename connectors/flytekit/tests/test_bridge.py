@@ -148,7 +148,7 @@ def test_a_broken_flytekit_plugin_is_reported_and_skipped(tools, tmp_path):
 
 # flytekitplugins-* install an old-style namespace .pth that puts the empty `flytekitplugins` package into
 # sys.modules at interpreter start: count what is imported beyond it
-DISCOVER = "import sys; from core_connectors.registry import Registry; r = Registry(); r.discover(); " + (
+DISCOVER = "import sys; from core_connectors import ConnectorRegistry; ConnectorRegistry.list_connectors(); " + (
     "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules if m.startswith('flytekit')} - {'flytekitplugins'}))"
 )
 
@@ -170,10 +170,10 @@ def test_nothing_of_flytekit_is_imported_without_the_bridge(tools):
 
 def test_discovery_keeps_the_hosts_sigint_handler(tools):
     keep = (
-        "import signal; from core_connectors.registry import Registry\n"
+        "import signal; from core_connectors import ConnectorRegistry\n"
         "def mine(*a): pass\n"
-        "signal.signal(signal.SIGINT, mine); r = Registry(); r.discover()\n"
-        "assert any(c.name == 'Sensor' for c, _ in r.connectors()), 'the bridge did not load'\n"
+        "signal.signal(signal.SIGINT, mine)\n"
+        "assert any(a.name == 'Sensor' for a in ConnectorRegistry.list_connectors()), 'the bridge did not load'\n"
         "print(signal.getsignal(signal.SIGINT) is mine)"
     )
     out = subprocess.run([sys.executable, "-c", keep], capture_output=True, text=True, env=tools.env({}))

@@ -343,7 +343,7 @@ def test_discovery_does_not_import_fsspec():
 
 def test_listed_by_the_cli():
     out = subprocess.run(
-        [sys.executable, "-m", "core_connectors.cli", "list", "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "core_connectors", "list", "--json"], capture_output=True, text=True, check=True
     ).stdout
     assert "Sensor" in [c["name"] for c in json.loads(out)["connectors"]]
 

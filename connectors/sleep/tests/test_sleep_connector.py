@@ -100,6 +100,6 @@ def test_discovery_loads_no_server_and_no_local_runner():
 
 def test_listed_by_the_cli_from_a_subprocess():
     out = subprocess.run(
-        [sys.executable, "-m", "core_connectors.cli", "list", "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "core_connectors", "list", "--json"], capture_output=True, text=True, check=True
     ).stdout
     assert "Sleep Connector" in [c["name"] for c in json.loads(out)["connectors"]]

@@ -341,7 +341,7 @@ def test_core_connectors_serve_as_a_process(stand_in, template, tmp_path):
         "CORE_CONNECTORS_DISABLE": "",
     }
     log_path = tmp_path / "serve.log"
-    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "core_connectors", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--prometheus-port", "0", "--log-level", "DEBUG"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -433,7 +433,7 @@ def test_serve_help_lists_the_webhook_flags_with_their_variables():
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--help"]
+    argv = [sys.executable, "-m", "core_connectors", "serve", "--help"]
     env = {**os.environ, "COLUMNS": "200", "CORE_CONNECTORS_DISABLE": ""}
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -465,7 +465,7 @@ def test_the_deny_flag_of_core_connectors_serve(stand_in, template, tmp_path, fl
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORE_CONNECTORS_")}
-    argv = [sys.executable, "-m", "core_connectors.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "core_connectors", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--prometheus-port", "0", *flags]
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:

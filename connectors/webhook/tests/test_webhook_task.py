@@ -98,7 +98,7 @@ def test_webhook_task_is_exported_lazily():
 
 def test_listed_by_the_cli_from_a_subprocess():
     out = subprocess.run(
-        [sys.executable, "-m", "core_connectors.cli", "list", "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "core_connectors", "list", "--json"], capture_output=True, text=True, check=True
     ).stdout
     assert "Webhook Connector" in [c["name"] for c in json.loads(out)["connectors"]]
 

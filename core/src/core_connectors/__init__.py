@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base_connector import (
+from ._connector import (
     AsyncConnectorBase,
     ConnectorBase,
-    ConnectorRegistry,
     Resource,
     ResourceMeta,
     SyncConnectorBase,
@@ -20,9 +19,9 @@ from .base_connector import (
     convert_to_flyte_phase,
     is_terminal_phase,
 )
-from .errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
-from .hooks import ServeOption, hookimpl
-from .registry import Bridged, PluginFailure, PluginSource
+from ._errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
+from ._hooks import ServeOption, hookimpl
+from ._registry import Bridged, ConnectorRegistry, PluginFailure, PluginSource
 from .secrets import get_agent_secret, get_connector_secret
 
 __version__ = "0.1.0"

@@ -36,11 +36,11 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, identifier_pb2, literals_pb2, tasks_pb2, types_pb2
 
-from .base_connector import AsyncConnectorBase, ConnectorBase, Resource, ResourceMeta, SyncConnectorBase
-from .base_connector import is_terminal_phase as _is_terminal
-from .hooks import ENTRY_POINT_GROUP
-from .local.runner import _call
-from .server.errors import scrub
+from ._connector import AsyncConnectorBase, ConnectorBase, Resource, ResourceMeta, SyncConnectorBase
+from ._connector import is_terminal_phase as _is_terminal
+from ._hooks import ENTRY_POINT_GROUP
+from .local._runner import _call
+from .server._errors import scrub
 
 __all__ = ["AsyncConnectorContract", "ContractWarning", "SyncConnectorContract", "discovery_report"]
 
@@ -57,7 +57,7 @@ class ContractWarning(UserWarning):
 # --------------------------------------------------------------------------------------------- discovery
 _DISCOVER = """
 import json, sys
-from core_connectors.registry import Registry
+from core_connectors._registry import Registry
 registry = Registry()
 registry.discover()
 print(json.dumps({

@@ -28,7 +28,7 @@ from flyteidl2.connector import connector_pb2
 from flyteidl2.core import literals_pb2 as literals2
 from flyteidl2.core import tasks_pb2 as tasks2
 
-from .base_connector import AsyncConnectorBase, ConnectorBase, Resource, ResourceMeta
+from ._connector import AsyncConnectorBase, ConnectorBase, Resource, ResourceMeta
 from .secrets import current_connection
 
 __all__ = ["FlyteSdkConnector", "connectors_of"]

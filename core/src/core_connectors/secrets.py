@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SecretNotFound
+from ._errors import SecretNotFound
 
 __all__ = [
     "Connection",

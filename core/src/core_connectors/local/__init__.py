@@ -6,8 +6,16 @@ carry flytekit's names; ``LocalRun`` is the engine (create, poll with a growing 
 
 from __future__ import annotations
 
-from .runner import LOCAL_DOMAIN, LOCAL_PROJECT, LocalRun, LocalRunError, TaskFailed, TaskInterrupted, read_outputs_file
-from .task import AsyncConnectorExecutorMixin, ConnectorTask, SyncConnectorExecutorMixin
+from ._runner import (
+    LOCAL_DOMAIN,
+    LOCAL_PROJECT,
+    LocalRun,
+    LocalRunError,
+    TaskFailed,
+    TaskInterrupted,
+    read_outputs_file,
+)
+from ._task import AsyncConnectorExecutorMixin, ConnectorTask, SyncConnectorExecutorMixin
 
 __all__ = [
     "LOCAL_DOMAIN",

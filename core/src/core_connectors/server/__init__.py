@@ -7,6 +7,6 @@ health, reflection and Prometheus metrics, as ``core-connectors serve`` runs it.
 
 from __future__ import annotations
 
-from .app import ConnectorServer, ServeError, ServeOptions, TlsConfig, create_server, serve
+from ._app import ConnectorServer, ServeError, ServeOptions, TlsConfig, create_server, serve
 
 __all__ = ["ConnectorServer", "ServeError", "ServeOptions", "TlsConfig", "create_server", "serve"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from .workers import worker_main
+from ._workers import worker_main
 
 sys.exit(worker_main())

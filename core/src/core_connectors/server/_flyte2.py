@@ -27,13 +27,13 @@ from flyteidl.admin import agent_pb2
 from flyteidl2.connector import connector_pb2, service_pb2
 from google.protobuf.message import DecodeError, Message
 
-from ..base_connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase
-from ..errors import ConnectorNotFound, RetryableFailure
+from .._connector import AsyncConnectorBase, ConnectorBase, Resource, SyncConnectorBase
+from .._errors import ConnectorNotFound, RetryableFailure
 from ..secrets import connection_secrets
-from . import wire
-from .errors import ServiceError, unimplemented
-from .replies import resource_idl
-from .service import Dispatcher
+from . import _wire as wire
+from ._errors import ServiceError, unimplemented
+from ._replies import resource_idl
+from ._service import Dispatcher
 
 __all__ = ["SERVICE_NAMES", "SYNC_RESULT_LIMIT", "add_services"]
 

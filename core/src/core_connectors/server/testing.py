@@ -18,9 +18,9 @@ from typing import Any
 import grpc
 from flyteidl.service import agent_pb2_grpc
 
-from ..base_connector import ConnectorBase
-from ..registry import Registry
-from .app import ConnectorServer
+from .._connector import ConnectorBase
+from .._registry import Registry
+from ._app import ConnectorServer
 
 __all__ = ["Certificates", "ServiceThread", "make_certificates", "start_service"]
 

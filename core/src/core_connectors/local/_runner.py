@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, identifier_pb2, literals_pb2, tasks_pb2
 
-from ..base_connector import (
+from .._connector import (
     AsyncConnectorBase,
     ConnectorBase,
     Resource,
@@ -31,9 +31,9 @@ from ..base_connector import (
     SyncConnectorBase,
     is_terminal_phase,
 )
+from .._registry import ConnectorRegistry
 from ..literals import python_to_literal_map
-from ..registry import ConnectorRegistry
-from .progress import Display, open_display
+from ._progress import Display, open_display
 
 __all__ = [
     "POLL_FIRST",

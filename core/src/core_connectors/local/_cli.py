@@ -22,9 +22,9 @@ from flyteidl.core import identifier_pb2, interface_pb2, literals_pb2, tasks_pb2
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import DecodeError
 
-from ..errors import ConnectorNotFound
+from .._errors import ConnectorNotFound
 from ..literals import literal_map_to_python, python_to_literal_map
-from .runner import LocalRun, LocalRunError, TaskInterrupted
+from ._runner import LocalRun, LocalRunError, TaskInterrupted
 
 __all__ = ["load_template", "parse_value", "run"]
 
@@ -184,7 +184,7 @@ def _quick_template(task_type: str, version: int, custom: str | None) -> tasks_p
 
 def _import_modules(modules: tuple[str, ...]) -> None:
     """Import each module; connectors it provides (``provide_connectors``) override installed ones."""
-    from ..registry import ConnectorRegistry
+    from .._registry import ConnectorRegistry
 
     try:
         ConnectorRegistry.current().import_modules(modules)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .registry import ConnectorRegistry, Registry
+from ._registry import ConnectorRegistry, Registry
 
 __all__ = ["connector_registry", "connector_service"]
 

@@ -13,8 +13,8 @@ __all__ = ["main"]
 
 # subcommand name -> "module:attribute" of its click command, imported on use
 _LAZY_COMMANDS = {
-    "serve": "core_connectors.server.cli:serve",
-    "run": "core_connectors.local.cli:run",
+    "serve": "core_connectors.server._cli:serve",
+    "run": "core_connectors.local._cli:run",
     "new": "core_connectors._scaffold:new",
 }
 
@@ -41,7 +41,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
 def list_connectors(as_json: bool) -> None:
     """Show the installed connectors and the plugins that failed to load."""
-    from .registry import ConnectorRegistry
+    from ._registry import ConnectorRegistry
 
     registry = ConnectorRegistry.current()
     registry.ensure_discovered()
@@ -87,13 +87,13 @@ def _source_fields(source: Any) -> dict[str, str]:
 
 
 def _describe(fields: dict[str, Any]) -> str:
-    from .registry import PluginSource
+    from ._registry import PluginSource
 
     return PluginSource(**fields).describe() or "(registered in code)"
 
 
 def _is_sync(connector: Any) -> bool:
-    from .base_connector import SyncConnectorBase
+    from ._connector import SyncConnectorBase
 
     return isinstance(connector, SyncConnectorBase)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from ..errors import RetryableFailure
+from .._errors import RetryableFailure
 from ..secrets import scrub
 
 __all__ = ["Failure", "ServiceError", "describe_failure", "scrub", "unimplemented"]

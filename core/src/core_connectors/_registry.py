@@ -30,15 +30,15 @@ from typing import Any, TypeAlias, Union
 import pluggy
 from flyteidl.admin import agent_pb2
 
-from .base_connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase, TaskCategory
-from .errors import ConnectorNotFound
-from .hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec, ServeOption
+from ._connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase, TaskCategory
+from ._errors import ConnectorNotFound
+from ._hooks import ENTRY_POINT_GROUP, PROJECT_NAME, ConnectorHookSpec, ServeOption
 
 AnyConnector: TypeAlias = Union[AsyncConnectorBase[Any], SyncConnectorBase]  # noqa: UP007 - evaluated at runtime on 3.10
 
 __all__ = ["Bridged", "ConnectorRegistry", "PluginFailure", "PluginSource", "Registry", "Shadowed", "serve_options"]
 
-logger = logging.getLogger("core_connectors.registry")
+logger = logging.getLogger("core_connectors._registry")
 
 DISABLE_ENV = "CORE_CONNECTORS_DISABLE"
 FLYTE_SDK_ENTRY_POINT_GROUP = "flyte.connectors"

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import grpc
 
 from ..secrets import get_connector_secret
-from .errors import ServiceError
+from ._errors import ServiceError
 
 __all__ = ["KEYS_SECRET", "MetadataSigner", "keys_from_secret"]
 

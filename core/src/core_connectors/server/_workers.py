@@ -22,8 +22,8 @@ import time
 from types import FrameType
 from typing import Any
 
-from .app import ServeOptions, _start_metrics_server
-from .metrics import METRICS_DIR_ENV
+from ._app import ServeOptions, _start_metrics_server
+from ._metrics import METRICS_DIR_ENV
 
 __all__ = ["OPTIONS_ENV", "supervise"]
 
@@ -67,7 +67,7 @@ def supervise(options: ServeOptions) -> int:
         if options.prometheus_port:
             from prometheus_client import CollectorRegistry
 
-            from .metrics import ProcessTreeCollector, WorkerTotalsCollector
+            from ._metrics import ProcessTreeCollector, WorkerTotalsCollector
 
             registry = CollectorRegistry()
             registry.register(WorkerTotalsCollector(metrics_dir))
@@ -116,7 +116,7 @@ def _send(proc: subprocess.Popen[Any], signum: int) -> None:
 
 def worker_main() -> int:
     """Entry of one worker process: the options come from the supervisor through the environment."""
-    from .app import serve
+    from ._app import serve
 
     options = ServeOptions(**json.loads(os.environ.pop(OPTIONS_ENV)))
     return serve(options)

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 from flyteidl.core import identifier_pb2, interface_pb2, literals_pb2, tasks_pb2, types_pb2
 from google.protobuf import json_format, struct_pb2
 
-from ..base_connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase
+from .._connector import AsyncConnectorBase, ConnectorBase, SyncConnectorBase
 from ..literals import literal_map_to_python, python_to_literal_map, variable_map
-from .runner import LOCAL_DOMAIN, LOCAL_PROJECT, LocalRun, LocalRunError
+from ._runner import LOCAL_DOMAIN, LOCAL_PROJECT, LocalRun, LocalRunError
 
 __all__ = ["AsyncConnectorExecutorMixin", "ConnectorTask", "SyncConnectorExecutorMixin"]
 

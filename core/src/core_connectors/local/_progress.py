@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from flyteidl.core import execution_pb2
 
-from ..base_connector import Resource
+from .._connector import Resource
 
 __all__ = ["Display", "open_display"]
 

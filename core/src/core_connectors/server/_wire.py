@@ -16,7 +16,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from .errors import ServiceError
+from ._errors import ServiceError
 
 __all__ = ["add_service", "parse", "too_large"]
 

@@ -23,16 +23,16 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, tasks_pb2
 from google.protobuf.message import Message
 
-from ..base_connector import AsyncConnectorBase, ConnectorBase, ResourceMeta, SyncConnectorBase
-from ..errors import ConnectorNotFound, RetryableFailure
-from ..registry import Registry
+from .._connector import AsyncConnectorBase, ConnectorBase, ResourceMeta, SyncConnectorBase
+from .._errors import ConnectorNotFound, RetryableFailure
+from .._registry import Registry
 from ..secrets import scrub
-from .errors import ServiceError, describe_failure, logger, unimplemented
-from .metrics import Metrics
-from .replies import logs_response, resource_idl, terminal_resource
-from .signing import MetadataSigner
-from .signing import split as split_signature
-from .wire import parse, too_large
+from ._errors import ServiceError, describe_failure, logger, unimplemented
+from ._metrics import Metrics
+from ._replies import logs_response, resource_idl, terminal_resource
+from ._signing import MetadataSigner
+from ._signing import split as split_signature
+from ._wire import parse, too_large
 
 __all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "SyncAgentService"]
 

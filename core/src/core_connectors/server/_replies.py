@@ -13,7 +13,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, tasks_pb2, types_pb2
 from google.protobuf import struct_pb2
 
-from ..base_connector import Resource, is_terminal_phase
+from .._connector import Resource, is_terminal_phase
 from ..secrets import scrub
 
 __all__ = ["logs_response", "output_types", "resource_idl", "terminal_resource"]

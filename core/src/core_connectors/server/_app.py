@@ -20,15 +20,15 @@ from typing import Any
 import grpc
 from flyteidl.service import agent_pb2 as service_pb2
 
-from ..base_connector import SyncConnectorBase
-from ..errors import SecretNotFound
-from ..registry import ConnectorRegistry, Registry
+from .._connector import SyncConnectorBase
+from .._errors import SecretNotFound
+from .._registry import ConnectorRegistry, Registry
 from ..tracing import tracing_enabled
-from . import wire
-from .metrics import METRICS_DIR_ENV, MeteredThreadPool, Metrics
-from .service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
-from .signing import MetadataSigner, keys_from_secret
-from .watchdog import LoopWatchdog
+from . import _wire as wire
+from ._metrics import METRICS_DIR_ENV, MeteredThreadPool, Metrics
+from ._service import AsyncAgentService, Dispatcher, MetadataService, SyncAgentService
+from ._signing import MetadataSigner, keys_from_secret
+from ._watchdog import LoopWatchdog
 
 try:  # Flyte 2's protocol, with the extra core-connectors[flyte2]
     from . import _flyte2 as flyte2
@@ -320,7 +320,7 @@ def serve(options: ServeOptions) -> int:
     configure_logging(options.log_format, options.log_level)
     try:
         if options.workers > 1 and options.worker_index is None:
-            from .workers import supervise
+            from ._workers import supervise
 
             return supervise(options)
         import_modules(options.modules)

@@ -10,9 +10,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ..hooks import ServeOption
-from ..registry import serve_options
-from .app import DEFAULT_THREADS, ServeOptions
+from .._hooks import ServeOption
+from .._registry import serve_options
+from ._app import DEFAULT_THREADS, ServeOptions
 
 __all__ = ["serve"]
 
@@ -223,7 +223,7 @@ def _bounds(values: tuple[str, ...]) -> dict[str, int]:
 
 
 def _run(options: ServeOptions) -> int:
-    from .app import serve as run
+    from ._app import serve as run
 
     return run(options)
 
