@@ -3,9 +3,9 @@
 Each call goes to the bridge loop, where the wire messages become flytekit's model classes
 (``TaskTemplate.from_flyte_idl``, ``LiteralMap.from_flyte_idl``, flytekit's ``TaskExecutionMetadata``), the
 connector's method is called as flytekit calls it (``mirror_async_methods``), and its ``Resource`` goes back
-through flytekit's own ``to_flyte_idl`` (the type engine, in the flytekit context of that thread). The core
-then sees a finished ``agent_pb2.Resource`` and does the rest as for any connector: routing, status codes,
-error ids, metrics. The connector's ``ResourceMeta`` bytes are its own ``metadata_type``'s, both ways.
+through flytekit's own ``to_flyte_idl`` (the type engine, in the flytekit context of that thread) and comes back
+as the core's ``Resource`` (outputs already literals), which the core handles as any connector's: routing,
+status codes, error ids, metrics. The connector's ``ResourceMeta`` bytes are its own ``metadata_type``'s, both ways.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flytekit.extend.backend.utils import mirror_async_methods
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskExecutionMetadata, TaskTemplate
 
-from core_connectors import AsyncConnectorBase, ResourceMeta, SyncConnectorBase
+from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, SyncConnectorBase
 
 from ._loop import run_on_bridge_loop
 
@@ -59,10 +59,12 @@ def _inputs(inputs: literals_pb2.LiteralMap | None) -> LiteralMap | None:
     return LiteralMap.from_flyte_idl(inputs) if inputs is not None else None
 
 
-async def _resource_idl(resource: Any) -> agent_pb2.Resource:
+async def _resource(resource: Any) -> Resource:
+    """flytekit's Resource as the core's, through flytekit's wire form (a phase of 0 raises here, as the core's
+    Resource refuses it: propeller would read it as a retryable failure)."""
     if not isinstance(resource, fk.Resource):
         raise TypeError(f"the connector returned {type(resource).__name__}, expected a flytekit Resource")
-    return await resource.to_flyte_idl()
+    return Resource.from_flyte_idl(await resource.to_flyte_idl())
 
 
 class BridgedSyncConnector(SyncConnectorBase):
@@ -79,19 +81,19 @@ class BridgedSyncConnector(SyncConnectorBase):
         output_prefix: str,
         inputs: literals_pb2.LiteralMap | None = None,
         **kwargs: Any,
-    ) -> agent_pb2.Resource:
+    ) -> Resource:
         return await run_on_bridge_loop(self._do(task_template, output_prefix, inputs))
 
     async def _do(
         self, template: tasks_pb2.TaskTemplate, output_prefix: str, inputs: literals_pb2.LiteralMap | None
-    ) -> agent_pb2.Resource:
+    ) -> Resource:
         resource = await mirror_async_methods(
             self.flytekit_connector.do,
             task_template=TaskTemplate.from_flyte_idl(template),
             inputs=_inputs(inputs),
             output_prefix=output_prefix,
         )
-        return await _resource_idl(resource)
+        return await _resource(resource)
 
 
 class BridgedAsyncConnector(AsyncConnectorBase[Any]):  # flytekit's ResourceMeta, typed as Any here
@@ -133,12 +135,12 @@ class BridgedAsyncConnector(AsyncConnectorBase[Any]):  # flytekit's ResourceMeta
             ),
         )
 
-    async def get(self, resource_meta: Any, **kwargs: Any) -> agent_pb2.Resource:
+    async def get(self, resource_meta: Any, **kwargs: Any) -> Resource:
         return await run_on_bridge_loop(self._get(resource_meta))
 
-    async def _get(self, resource_meta: Any) -> agent_pb2.Resource:
+    async def _get(self, resource_meta: Any) -> Resource:
         resource = await mirror_async_methods(self.flytekit_connector.get, resource_meta=resource_meta)
-        return await _resource_idl(resource)
+        return await _resource(resource)
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         await run_on_bridge_loop(_call(self.flytekit_connector.delete, resource_meta))
