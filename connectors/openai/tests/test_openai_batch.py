@@ -7,6 +7,8 @@ import logging
 import pickle
 
 import pytest
+from flyteidl.admin import agent_pb2
+from flyteidl.core import identifier_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
 
 from core_connectors import ResourceMetaDecodeError
@@ -77,6 +79,39 @@ async def test_the_config_defaults_and_overrides_reach_the_api(fake, jsonl_file)
 
     await start(fake, jsonl_file, config={"endpoint": "/v1/embeddings"})
     assert fake.requests[-1].body["endpoint"] == "/v1/embeddings"
+
+
+def execution(attempt=0, name="f1a2b3"):
+    """What propeller sends with CreateTask (the same for its retries of one call)."""
+    node = identifier_pb2.NodeExecutionIdentifier(
+        node_id="n0", execution_id=identifier_pb2.WorkflowExecutionIdentifier(project="p", domain="d", name=name)
+    )
+    return agent_pb2.TaskExecutionMetadata(
+        task_execution_id=identifier_pb2.TaskExecutionIdentifier(node_execution_id=node, retry_attempt=attempt)
+    )
+
+
+async def test_a_retried_create_adopts_the_batch_it_started(fake, jsonl_file):
+    """Propeller retries a CreateTask whose reply it did not get: one batch runs, and both handles name it."""
+    file_id = fake.add_file(jsonl_file.read_bytes())
+    connector = BatchEndpointConnector()
+    template = batch_template({"metadata": {"run": "7"}})
+    first = await connector.create(template, "", inputs(input_file_id=file_id), execution())
+    again = await connector.create(template, "", inputs(input_file_id=file_id), execution())
+    assert again == first and len(fake.batches) == 1
+    assert fake.batches[first.batch_id].data["metadata"] == {"run": "7", "flyte_task_execution": "p/d/f1a2b3/n0/0"}
+    assert fake.paths("POST").count("/v1/batches") == 1
+
+
+async def test_a_new_attempt_or_a_cancelled_batch_gets_a_batch_of_its_own(fake, jsonl_file):
+    file_id = fake.add_file(jsonl_file.read_bytes())
+    connector = BatchEndpointConnector()
+    first = await connector.create(batch_template(), "", inputs(input_file_id=file_id), execution(0))
+    second = await connector.create(batch_template(), "", inputs(input_file_id=file_id), execution(1))
+    assert second.batch_id != first.batch_id
+    await connector.delete(second)  # cancelled: a retry of attempt 1 must not adopt it
+    third = await connector.create(batch_template(), "", inputs(input_file_id=file_id), execution(1))
+    assert len({first.batch_id, second.batch_id, third.batch_id}) == 3
 
 
 async def test_the_handle_is_json_and_round_trips(fake, jsonl_file):

@@ -38,6 +38,7 @@ class TestChatGPTContract(SyncConnectorContract):
 class TestBatchContract(AsyncConnectorContract):
     entry_point = "openai"
     vendor_modules = VENDOR_SDK
+    idempotent_create = True  # a retried create adopts the live batch its task execution started
 
     @pytest.fixture
     def connector(self):

@@ -40,6 +40,26 @@ _PHASES = {
 }
 
 
+EXECUTION_KEY = "flyte_task_execution"
+"""The batch metadata key naming the task execution (and attempt) that created the batch."""
+ADOPT_WINDOW = 100  # the most recent batches searched for one a retried CreateTask already started
+_ENDED = frozenset({"failed", "expired", "cancelling", "cancelled"})
+
+
+def _execution_key(task_execution_metadata: Any) -> str | None:
+    """project/domain/execution/node/attempt: the same for propeller's retries of one CreateTask, new for the
+    next attempt of the task (which must start a batch of its own)."""
+    if task_execution_metadata is None:
+        return None
+    task_execution = task_execution_metadata.task_execution_id
+    node = task_execution.node_execution_id
+    execution = node.execution_id
+    if not execution.name:
+        return None
+    key = f"{execution.project}/{execution.domain}/{execution.name}/{node.node_id}/{task_execution.retry_attempt}"
+    return key[:512]  # OpenAI's limit for a metadata value
+
+
 @dataclass
 class BatchEndpointMetadata(ResourceMeta):
     """The batch to poll. ``error`` is set instead when the batch could not be created, so that ``get``
@@ -116,7 +136,13 @@ class BatchEndpointConnector(AsyncConnectorBase[BatchEndpointMetadata]):
         if not isinstance(input_file_id, str) or not input_file_id:
             return BatchEndpointMetadata(batch_id="", openai_org=org, error="the input 'input_file_id' is missing")
 
+        execution = _execution_key(task_execution_metadata)
         try:
+            if execution:
+                adopted = await self._created_for(org, execution, input_file_id)
+                if adopted:
+                    return BatchEndpointMetadata(batch_id=adopted, openai_org=org)
+                config["metadata"] = {**(config.get("metadata") or {}), EXECUTION_KEY: execution}
             batch = await self._call(org, "create", **config, input_file_id=input_file_id)
         except TypeError as e:  # an unknown key in config
             return BatchEndpointMetadata(batch_id="", openai_org=org, error=f"config is not accepted by the SDK: {e}")
@@ -130,6 +156,19 @@ class BatchEndpointConnector(AsyncConnectorBase[BatchEndpointMetadata]):
                 retryable=failure.retryable,
             )
         return BatchEndpointMetadata(batch_id=batch.id, openai_org=org)
+
+    async def _created_for(self, organization: str | None, execution: str, input_file_id: str) -> str | None:
+        """The live batch an earlier CreateTask of this task execution started, if any: propeller retries a
+        CreateTask whose reply it did not get, and a second batch would run (and bill) with nobody polling it."""
+        page = await self._call(organization, "list", limit=ADOPT_WINDOW)
+        for batch in page.data:
+            if (
+                (batch.metadata or {}).get(EXECUTION_KEY) == execution
+                and batch.input_file_id == input_file_id
+                and batch.status not in _ENDED
+            ):
+                return str(batch.id)
+        return None
 
     async def get(self, resource_meta: BatchEndpointMetadata, **kwargs: Any) -> Resource:
         if resource_meta.error:

@@ -20,6 +20,7 @@ import itertools
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -173,6 +174,8 @@ class FakeOpenAI:
             return 200, self.files[parts[2]], {"content-type": "application/octet-stream"}
         if method == "POST" and parts == ["v1", "batches"]:
             return self._create_batch(body)
+        if method == "GET" and parts == ["v1", "batches"]:
+            return 200, self._list_batches(path), {}
         if len(parts) >= 3 and parts[1] == "batches":
             batch = self.batches.get(parts[2])
             if batch is None:
@@ -235,6 +238,13 @@ class FakeOpenAI:
         steps = self._batch_steps.popleft() if self._batch_steps else list(self.DEFAULT_STEPS)
         self.batches[batch_id] = _Batch(data, collections.deque(steps))
         return 200, data, {}
+
+    def _list_batches(self, path: str) -> dict[str, Any]:
+        """The most recent batches first, as OpenAI lists them (one page of ``limit``)."""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        limit = int(query.get("limit", ["20"])[0])
+        data = [batch.data for batch in reversed(self.batches.values())][:limit]
+        return {"object": "list", "data": data, "first_id": None, "last_id": None, "has_more": False}
 
     def _advance(self, batch: _Batch) -> None:
         if not batch.steps:
