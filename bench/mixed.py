@@ -6,8 +6,9 @@ Each client loops: create a zero-length sleep task, get it (it must be SUCCEEDED
 probability 0.225, one bad call of a kind picked at random (so about 7% of all calls): bytes that are not a
 GetTaskRequest, resource metadata that is not the connector's, an unknown task type, or a connector that fails
 (task type "failing", bench/*_failing_connector.py). Requests and replies cross as bytes (parsed only where the
-loop needs a field), so the clients cost the machine little. Prints one JSON line: loops, seconds, and the count
-of each (kind, status code); bench/run.py compares the codes with what each server should answer.
+loop needs a field), so the clients cost the machine little. Prints one JSON line: loops, seconds, the count of
+each (kind, status code) and the clients' own CPU time; bench/run.py compares the codes with what each server
+should answer.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ async def client(channel: grpc.aio.Channel, rng: random.Random, until: float, se
 
 async def main(port: int, clients: int, seconds: float, seed: int) -> dict:
     seen: Counter = Counter()
+    cpu = time.process_time()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await asyncio.wait_for(channel.channel_ready(), 30)
         started = time.perf_counter()
@@ -82,7 +84,7 @@ async def main(port: int, clients: int, seconds: float, seed: int) -> dict:
         rngs = [random.Random(seed * 1000 + i) for i in range(clients)]
         loops = await asyncio.gather(*(client(channel, rng, until, seen) for rng in rngs))
         took = time.perf_counter() - started
-    return {"loops": sum(loops), "seconds": took, "codes": dict(seen)}
+    return {"loops": sum(loops), "seconds": took, "codes": dict(seen), "cpu_s": time.process_time() - cpu}
 
 
 if __name__ == "__main__":

@@ -425,7 +425,7 @@ def mixed_round(port: int, seconds: float, seed: int) -> dict:
     for out in outs:
         codes.update(out["codes"])
     return {"loops_per_s": sum(o["loops"] / o["seconds"] for o in outs), "loops": sum(o["loops"] for o in outs),
-            "codes": codes}  # fmt: skip
+            "codes": codes, "client_cpu_s": sum(o["cpu_s"] for o in outs)}  # fmt: skip
 
 
 def mixed_traffic(servers: dict[str, Server], results: dict, args) -> None:
@@ -434,6 +434,7 @@ def mixed_traffic(servers: dict[str, Server], results: dict, args) -> None:
     loops: dict[str, list[float]] = {name: [] for name, _ in turns}
     codes: dict[str, Counter] = {name: Counter() for name, _ in turns}
     cpus: dict[str, list[float]] = {name: [] for name, _ in turns}
+    client_cpus: dict[str, list[float]] = {name: [] for name, _ in turns}
     for rep in range(args.repeat + 1):  # round 0 is the warm-up
         for name, server in turns if rep % 2 else turns[::-1]:
             if "error" in results[name]:
@@ -450,6 +451,7 @@ def mixed_traffic(servers: dict[str, Server], results: dict, args) -> None:
                 loops[name].append(r["loops_per_s"])
                 codes[name].update(r["codes"])
                 cpus[name].append(used / max(r["loops"], 1) * 1e6)
+                client_cpus[name].append(r["client_cpu_s"] / max(r["loops"], 1) * 1e6)
     for name, got in loops.items():
         if not got:
             continue
@@ -465,6 +467,7 @@ def mixed_traffic(servers: dict[str, Server], results: dict, args) -> None:
             mixed_codes=dict(codes[name]),
             mixed_bad_share=bad / max(calls, 1),
             mixed_cpu_us_per_loop=statistics.median(cpus[name]),
+            mixed_client_cpu_us_per_loop=statistics.median(client_cpus[name]),
         )
         print(
             f"mixed: {name} {[round(x) for x in got]} loops/s, {calls} calls, {bad / max(calls, 1):.1%} bad, "
@@ -591,6 +594,7 @@ FIGURES = [
            lambda r: r["o"] / r["f"], lambda x, r: x >= 1.5),
     Figure("mixed_unexpected", "mixed traffic: unexpected status codes", "", "0", None, lambda x, r: r["o"] == 0),
     Figure("mixed_cpu_us_per_loop", "mixed traffic: server CPU per loop", "us"),
+    Figure("mixed_client_cpu_us_per_loop", "mixed traffic: the clients' CPU per loop", "us"),
     Figure("webhook_rps", "webhook ExecuteTaskSync/s, 32 at a time", "/s", ">= flytekit's (no target set)",
            lambda r: r["o"] / r["f"], lambda x, r: x >= 1.0),
     Figure("webhook_cpu_us", "server CPU per webhook call", "us"),
@@ -841,6 +845,8 @@ def main() -> int:
             alias.log, alias.loads = base.log, {"get": v2_get_load(base.port, meta)}
             servers["ours_flyte2"], servers["ours_flyte2_v2"] = base, alias
             results["ours_flyte2_v2"] = {}
+        order = ("flytekit", "bridge", "ceiling", "ours", "ceiling_uvloop", "ours_flyte2", "ours_flyte2_v2")
+        servers = {name: servers[name] for name in order if name in servers}  # each pair of a ratio adjacent
         for key in ("get", "create", "blocking", "webhook"):
             if any(key in s.loads for s in servers.values()):
                 take_turns(servers, results, args, key)
