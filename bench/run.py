@@ -1,6 +1,6 @@
 """Side-by-side benchmark: our connector service vs flytekit's vs an empty grpc.aio servicer (the ceiling).
 
-Run from the repository root (about 10 minutes; `--quick` about 3):
+Run from the repository root (about 8 minutes, 2 of them building venvs; `--quick` about 3):
 
     python bench/run.py [--quick] [--only PARTS,SERVERS] [--json out.json] [--seconds S] [--rounds N]
                         [--ours-python PATH] [--flytekit-python PATH] [--extras-python PATH] [--pin] [--no-size]
@@ -754,6 +754,15 @@ def main() -> int:
         print("note: the machine is busy (load average above 0.5); servers take turns so ratios stay fair", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="core-connectors-bench-"))
+    machine["phases_s"] = {}
+    mark = [started]
+
+    def phase(name: str) -> None:
+        """Seconds since the previous phase ended, under `name`."""
+        now = time.monotonic()
+        machine["phases_s"][name] = round(now - mark[0])
+        mark[0] = now
+
     if args.bridge:
         from bridge import print_bridge_table, run_bridge
 
@@ -827,6 +836,7 @@ def main() -> int:
             stand_in = StandIn(tmp / "nginx", free_port(), pin)
             stand_in.start()
 
+        phase("venvs")
         for name, server in list(servers.items()):
             server.pin, server.logdir = pin, tmp
             print(f"{name}: {' '.join(server.argv)}", flush=True)
@@ -845,13 +855,16 @@ def main() -> int:
             alias.log, alias.loads = base.log, {"get": v2_get_load(base.port, meta)}
             servers["ours_flyte2"], servers["ours_flyte2_v2"] = base, alias
             results["ours_flyte2_v2"] = {}
+        phase("launches")
         order = ("flytekit", "bridge", "ceiling", "ours", "ceiling_uvloop", "ours_flyte2", "ours_flyte2_v2")
         servers = {name: servers[name] for name in order if name in servers}  # each pair of a ratio adjacent
         for key in ("get", "create", "blocking", "webhook"):
             if any(key in s.loads for s in servers.values()):
                 take_turns(servers, results, args, key)
+        phase("load")
         if "mixed" in parts:
             mixed_traffic(servers, results, args)
+            phase("mixed")
     finally:
         for server in servers.values():
             server.stop()
@@ -860,6 +873,7 @@ def main() -> int:
 
     if "python" in parts:
         python_side(results, fk_python, ours_python if "ours" in servers else None, args)
+        phase("python")
     shutil.rmtree(tmp / "ours", ignore_errors=True)
     shutil.rmtree(tmp / "empty", ignore_errors=True)
 
@@ -872,7 +886,7 @@ def main() -> int:
         results["table"] = [HEAD, *rows]
         args.json.write_text(json.dumps(results, indent=2))
     print(f"\nload average {machine['loadavg_at_start']} at start, {machine['loadavg_at_end']} at end; "
-          f"{machine['duration_s']} s; logs in {tmp}")  # fmt: skip
+          f"{machine['duration_s']} s ({machine['phases_s']}); logs in {tmp}")  # fmt: skip
     return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
 
 
