@@ -467,6 +467,7 @@ def mixed_traffic(servers: dict[str, Server], results: dict, args) -> None:
             mixed_codes=dict(codes[name]),
             mixed_bad_share=bad / max(calls, 1),
             mixed_cpu_us_per_loop=statistics.median(cpus[name]),
+            mixed_loops_per_cpu_s=1e6 / max(statistics.median(cpus[name]), 1e-9),
             mixed_client_cpu_us_per_loop=statistics.median(client_cpus[name]),
         )
         print(
@@ -595,6 +596,9 @@ FIGURES = [
     Figure("mixed_unexpected", "mixed traffic: unexpected status codes", "", "0", None, lambda x, r: r["o"] == 0),
     Figure("mixed_cpu_us_per_loop", "mixed traffic: server CPU per loop", "us"),
     Figure("mixed_client_cpu_us_per_loop", "mixed traffic: the clients' CPU per loop", "us"),
+    # the clients share the 2 cores with the server: loops per second of the server's own CPU is the rate it
+    # would reach if they were free (and steadier on a shared machine)
+    Figure("mixed_loops_per_cpu_s", "mixed traffic: loops per server CPU second", "/s"),
     Figure("webhook_rps", "webhook ExecuteTaskSync/s, 32 at a time", "/s", ">= flytekit's (no target set)",
            lambda r: r["o"] / r["f"], lambda x, r: x >= 1.0),
     Figure("webhook_cpu_us", "server CPU per webhook call", "us"),
