@@ -29,7 +29,7 @@ from pathlib import Path
 
 import grpc
 from flyteidl.admin import agent_pb2
-from run import ROOT, call, create_request, free_port, get_request, h2load  # bench/run.py
+from run import ROOT, call, cpu_seconds, create_request, free_port, get_request, h2load  # bench/run.py
 
 HANDLER = """
 import asyncio, inspect, time
@@ -83,11 +83,6 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 60.0) 
         except grpc.RpcError:
             time.sleep(0.05)
     raise RuntimeError(f"the server on port {port} did not answer within {timeout} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:

@@ -1,12 +1,13 @@
 """What the flytekit bridge costs, measured in one run (`python bench/run.py --bridge`).
 
 Three servers take turns, from two venvs: `pyflyte serve connector` (the cached flytekit[connector] venv of
-bench/run.py) and, from a fresh venv with flytekit 1.16.31, ./core, ./connectors/sleep and
-./connectors/flytekit, `core-connectors serve` twice: with the bridge serving flytekit's sleep connector
-(bench/flytekit_sleep_connector.py, given with --modules, the native sleep plugin disabled), and with the
-bridge disabled (CORE_CONNECTORS_DISABLE=flytekit, the native sleep connector). Figures: GetTask/s of the
-sleep connector under h2load (128 streams), launch to the first ListAgents, idle RSS, and the wall time of
-discovery (what `core-connectors list` and the service's start pay) with and without the bridge.
+bench/run.py) and, from the venv of bench/run.py's bridge and Flyte 2 servers (flytekit 1.16.31,
+./core[flyte2], ./connectors/sleep and ./connectors/flytekit), `core-connectors serve` twice: with the bridge
+serving flytekit's sleep connector (bench/flytekit_sleep_connector.py, given with --modules, the native sleep
+plugin disabled), and with the bridge disabled (CORE_CONNECTORS_DISABLE=flytekit, the native sleep
+connector). Figures: GetTask/s of the sleep connector under h2load (128 streams), launch to the first
+ListAgents, idle RSS, and the wall time of discovery (what `core-connectors list` and the service's start
+pay) with and without the bridge.
 """
 
 from __future__ import annotations
@@ -20,20 +21,18 @@ from pathlib import Path
 from run import (
     BENCH,
     FAST_LOAD,
-    FLYTEKIT_SPEC,
-    ROOT,
     Server,
     call,
     check_load,
     create_request,
     created,
+    extras_venv,
     flytekit_venv,
     fmt,
     get_request,
     grpc_frame,
     h2load,
     import_cost,
-    make_venv,
     rss_mb,
     run_ok,
     succeeded,
@@ -73,11 +72,8 @@ def servers(fk_venv: Path, venv: Path, pin: list[str]) -> dict[str, Server]:
 
 
 def run_bridge(args, tmp: Path, pin: list[str]) -> dict:
-    fk_venv = flytekit_venv()
-    print("building a fresh venv with flytekit, ./core, ./connectors/sleep, ./connectors/flytekit ...", flush=True)
-    packages = [str(ROOT / p) for p in ("core", "connectors/sleep", "connectors/flytekit")]
-    flytekit = "flytekit==" + FLYTEKIT_SPEC.split("==")[1]  # without the [connector] extra: ours serves
-    venv = make_venv(tmp / "bridge", flytekit, *packages)
+    fk_venv = Path(args.flytekit_python).parent.parent if args.flytekit_python else flytekit_venv()
+    venv = Path(args.extras_python).parent.parent if args.extras_python else extras_venv()
     results: dict = {name: {} for name in COLUMNS}
     python = str(venv / "bin" / "python")
     base = {**os.environ, "PYTHONPATH": str(BENCH)}

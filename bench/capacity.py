@@ -28,25 +28,9 @@ from pathlib import Path
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2
 from google.protobuf import struct_pb2
-from run import ROOT, call, create_request, free_port, get_request, h2load, rss_mb
+from run import ROOT, call, cpu_seconds, create_request, free_port, get_request, h2load, rss_mb
 
 POLL_SECONDS = 30  # propeller polls every running task's GetTask this often
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of `pid` and its live descendants."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICKS
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return total
 
 
 def slow_meta(port: int, latency: float) -> bytes:

@@ -18,9 +18,18 @@ import tempfile
 from pathlib import Path
 
 from flyteidl2.connector import connector_pb2
-from run import FAST_LOAD, SERVICE, Server, call, check_load, create_request, get_request, grpc_frame, h2load
-
-V2_SERVICE = "/flyteidl2.connector.AsyncConnectorService/"
+from run import (
+    FAST_LOAD,
+    SERVICE,
+    V2_SERVICE,
+    Server,
+    call,
+    check_load,
+    create_request,
+    get_request,
+    grpc_frame,
+    h2load,
+)
 
 
 def main() -> int:
