@@ -12,6 +12,7 @@ import pty
 import socket
 import subprocess
 import sys
+
 import pytest
 
 # Serve until ListAgents answers, then print what is imported and stop. BLOCK names modules made unimportable
