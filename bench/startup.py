@@ -1,12 +1,13 @@
 """Where start-up time and idle memory go: `core-connectors serve` broken down by top-level package.
 
-    python bench/startup.py --python VENV/bin/python [--flytekit] [--runs 7]
+    python bench/startup.py --python VENV/bin/python [--compare OTHER/bin/python] [--flytekit] [--runs 7]
 
 For the venv of `--python` (one with core-connectors and its connectors installed) it prints:
 
 - launch to the first ListAgents that succeeds and the idle RSS one second later (medians of `--runs`
-  launches, stdout not a terminal, metrics off: as bench/run.py launches it), and with `--flytekit` the same
-  for `pyflyte serve connector` from bench/run.py's cached flytekit venv;
+  launches, stdout not a terminal, metrics off: as bench/run.py launches it), the servers taking turns: ours,
+  `--compare`'s (another venv, say before a change), the empty grpc.aio servicer on uvloop (the floor) and
+  with `--flytekit` `pyflyte serve connector` from bench/run.py's cached flytekit venv;
 - the import of the base classes (`import core_connectors.base_connector`, net of a bare interpreter);
 - `python -X importtime` of the serve command until the port answers, summed per top-level package
   (self times, so the rows add up to the whole);
@@ -30,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from run import CACHE, Server, import_cost, rss_mb
+from run import BENCH, CACHE, Server, import_cost, rss_mb
 
 # Runs inside the measured venv: serve until the port answers, then report what the process holds.
 PROBE = r"""
@@ -128,14 +129,32 @@ def probe(python: str, port: int, tracing: bool) -> dict:
     raise RuntimeError(out.stderr[-3000:])
 
 
-def launches(server: Server, runs: int) -> dict:
-    times, rss = [], []
+def launches(servers: dict[str, Server], runs: int) -> dict:
+    """Each server launched `runs` times, taking turns (so that load coming and going hits all alike)."""
+    times: dict[str, list[float]] = {name: [] for name in servers}
+    rss: dict[str, list[float]] = {name: [] for name in servers}
+    cpu: dict[str, list[float]] = {name: [] for name in servers}
     for _ in range(runs):
-        times.append(server.launch())
-        time.sleep(1.0)
-        rss.append(rss_mb(server.proc.pid))
-        server.stop()
-    return {"launch_s": statistics.median(times), "idle_rss_mb": statistics.median(rss), "launches": times}
+        for name, server in servers.items():
+            times[name].append(server.launch())
+            cpu[name].append(cpu_seconds(server.proc.pid))
+            time.sleep(1.0)
+            rss[name].append(rss_mb(server.proc.pid))
+            server.stop()
+    return {
+        name: {
+            "launch_s": statistics.median(times[name]),
+            "launch_cpu_s": statistics.median(cpu[name]),
+            "idle_rss_mb": statistics.median(rss[name]),
+        }
+        for name in servers
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used (user + system): steadier than wall time on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -147,28 +166,32 @@ def free_port() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--python", required=True, help="python of a venv with core-connectors installed")
+    parser.add_argument("--compare", help="python of another such venv (say, before a change), launched in turn")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--flytekit", action="store_true", help="also launch pyflyte serve connector (cached venv)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     python = args.python
-    cli = str(Path(python).parent / "core-connectors")
-    results: dict = {}
-
-    # launched as bench/run.py launches them: metrics off, the blocking connector given with --modules
-    argv = [cli, "serve", "--host", "127.0.0.1", "--port", "{port}", "--prometheus-port", "0"]
-    ours = Server("ours", [*argv, "--modules", "ours_blocking_connector"])
-    results["ours"] = launches(ours, args.runs)
-    results["ours"].update(import_cost(python, "core_connectors.base_connector", args.runs))
+    pythons = {"ours": python, **({"compared": args.compare} if args.compare else {})}
+    servers = {}
+    for name, interpreter in pythons.items():
+        # launched as bench/run.py launches them: metrics off, the blocking connector given with --modules
+        cli = str(Path(interpreter).parent / "core-connectors")
+        argv = [cli, "serve", "--host", "127.0.0.1", "--port", "{port}", "--prometheus-port", "0"]
+        servers[name] = Server(name, [*argv, "--modules", "ours_blocking_connector"])
+    # the floor: an empty grpc.aio servicer on uvloop, from the same venv
+    servers["empty"] = Server("empty", [python, str(BENCH / "empty_server.py"), "--uvloop", "--port", "{port}"])
+    servers["empty"].expect = ("sleep",)
     if args.flytekit:
         pyflyte = str(CACHE / "flytekit-venv" / "bin" / "pyflyte")
         argv = [pyflyte, "serve", "connector", "--port", "{port}", "--prometheus_port", "0"]
-        fk = Server(
-            "flytekit", [*argv, "--modules", "flytekit_sleep_connector", "--modules", "flytekit_blocking_connector"]
-        )
-        results["flytekit"] = launches(fk, args.runs)
-        fk_python = str(CACHE / "flytekit-venv" / "bin" / "python")
-        results["flytekit"].update(import_cost(fk_python, "flytekit.extend.backend.base_connector", args.runs))
+        modules = ["--modules", "flytekit_sleep_connector", "--modules", "flytekit_blocking_connector"]
+        servers["flytekit"] = Server("flytekit", [*argv, *modules])
+        pythons["flytekit"] = str(CACHE / "flytekit-venv" / "bin" / "python")
+    results: dict = launches(servers, args.runs)
+    for name, interpreter in pythons.items():
+        module = "flytekit.extend.backend.base_connector" if name == "flytekit" else "core_connectors.base_connector"
+        results[name].update(import_cost(interpreter, module, args.runs))
 
     per, total = importtime(python, free_port())
     plain = probe(python, free_port(), tracing=False)
@@ -182,19 +205,21 @@ def main() -> int:
     results["probe_rss_mb"] = plain["rss_kb"] / 1024
     results["modules"] = plain["modules"]
 
-    for name in ("ours", "flytekit"):
-        if name in results:
-            r = results[name]
+    for name in servers:
+        r = results[name]
+        line = f"{name:9} launch {r['launch_s']:.3f} s (median of {args.runs}; CPU {r['launch_cpu_s']:.3f} s), "
+        line += f"idle RSS {r['idle_rss_mb']:.1f} MB"
+        if "import_s" in r:
+            line += f", import base classes {r['import_s']:.3f} s net ({r['import_wall_s']:.3f} s wall)"
+        print(line)
+    for name in pythons:
+        if name != "flytekit" and "flytekit" in results:
+            o, f = results[name], results["flytekit"]
             print(
-                f"{name}: launch {r['launch_s']:.3f} s (median of {args.runs}), idle RSS {r['idle_rss_mb']:.1f} MB, "
-                f"import base classes {r['import_s']:.3f} s net ({r['import_wall_s']:.3f} s wall)"
+                f"{name} / flytekit: launch {o['launch_s'] / f['launch_s']:.3f} "
+                f"(CPU {o['launch_cpu_s'] / f['launch_cpu_s']:.3f}), "
+                f"import {o['import_s'] / f['import_s']:.3f}, RSS {o['idle_rss_mb'] / f['idle_rss_mb']:.2f}"
             )
-    if "flytekit" in results:
-        o, f = results["ours"], results["flytekit"]
-        print(
-            f"ratios: launch {o['launch_s'] / f['launch_s']:.3f}, import {o['import_s'] / f['import_s']:.3f}, "
-            f"RSS {o['idle_rss_mb'] / f['idle_rss_mb']:.2f}"
-        )
     print(f"\nimport time until the port answers (-X importtime, self, by package): {total / 1000:.1f} ms")
     for pkg, us in sorted(per.items(), key=lambda kv: -kv[1])[:25]:
         print(f"  {pkg:32} {us / 1000:7.1f} ms")
