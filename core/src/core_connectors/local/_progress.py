@@ -77,7 +77,9 @@ class _PlainView:
             return
         self.shown = state
         elapsed = time.monotonic() - self.started
-        line = f"{self.name}  {_Phase.Phase.Name(resource.phase)}  {state[1]}  {elapsed:.1f} s".replace("   ", " ")
+        line = "  ".join(
+            part for part in (self.name, _Phase.Phase.Name(resource.phase), state[1], f"{elapsed:.1f} s") if part
+        )
         links = "".join(f"\n  {link.name}: {link.uri}" for link in resource.log_links or ())
         print(line + links, file=sys.stderr, flush=True)
 
