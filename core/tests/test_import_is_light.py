@@ -17,3 +17,15 @@ def test_importing_the_package_loads_no_server_metrics_or_cli():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(json.loads(out))
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_the_base_classes_leave_distribution_metadata_to_the_first_discovery():
+    """importlib.metadata (email, zipfile, csv) is a fifth of the base classes' import time: discovery loads it."""
+    code = (
+        "import sys, core_connectors.base_connector\n"
+        "print('importlib.metadata' in sys.modules)\n"
+        "core_connectors.base_connector.ConnectorRegistry.list_connectors()\n"
+        "print('importlib.metadata' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]

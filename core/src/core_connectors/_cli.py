@@ -104,37 +104,52 @@ def _print_tables(
     failures: list[dict[str, Any]],
     disabled: list[str],
 ) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from ._tables import Table, print_tables
 
-    console = Console()
-    table = Table(title="Connectors")
-    for column in ("Name", "Task category", "Kind", "Distribution"):
-        table.add_column(column)
-    for c in connectors:
-        categories = ", ".join(f"{t['name']} v{t['version']}" for t in c["task_categories"])
-        table.add_row(c["name"], categories, "sync" if c["is_sync"] else "async", _describe(_fields_of(c)))
-    console.print(table)
+    tables = [
+        Table(
+            "Connectors",
+            ("Name", "Task category", "Kind", "Distribution"),
+            [
+                (c["name"], _categories(c), "sync" if c["is_sync"] else "async", _describe(_fields_of(c)))
+                for c in connectors
+            ],
+        )
+    ]
     if shadowed:
-        hidden = Table(title="Shadowed by a native connector (not served)", title_style="yellow")
-        for column in ("Name", "Task category", "From", "Served instead by"):
-            hidden.add_column(column)
-        for c in shadowed:
-            categories = ", ".join(f"{t['name']} v{t['version']}" for t in c["task_categories"])
-            hidden.add_row(c["name"], categories, _describe(_fields_of(c)), _describe(c["shadowed_by"]))
-        console.print(hidden)
-        console.print("CORE_CONNECTORS_DISABLE=<entry point> on the native plugin serves the shadowed one instead.")
+        tables.append(
+            Table(
+                "Shadowed by a native connector (not served)",
+                ("Name", "Task category", "From", "Served instead by"),
+                [(c["name"], _categories(c), _describe(_fields_of(c)), _describe(c["shadowed_by"])) for c in shadowed],
+                title_style="yellow",
+                notes=[
+                    (
+                        "CORE_CONNECTORS_DISABLE=<entry point> on the native plugin serves the shadowed one instead.",
+                        None,
+                    )
+                ],
+            )
+        )
     if failures:
-        failed = Table(title="Plugins that failed to load", title_style="bold red")
-        for column in ("Entry point", "Distribution", "Error"):
-            failed.add_column(column)
-        for f in failures:
-            failed.add_row(f["entry_point"], _describe(_fields_of(f)), f["error"])
-        console.print(failed)
+        tables.append(
+            Table(
+                "Plugins that failed to load",
+                ("Entry point", "Distribution", "Error"),
+                [(f["entry_point"], _describe(_fields_of(f)), f["error"]) for f in failures],
+                title_style="bold red",
+            )
+        )
+    notes = tables[-1].notes
     if disabled:
-        console.print(f"Disabled by CORE_CONNECTORS_DISABLE: {', '.join(disabled)}")
+        notes.append((f"Disabled by CORE_CONNECTORS_DISABLE: {', '.join(disabled)}", None))
     if not connectors and not failures:
-        console.print("No connectors installed: try `pip install core-connectors-sleep`.", style="yellow")
+        notes.append(("No connectors installed: try `pip install core-connectors-sleep`.", "yellow"))
+    print_tables(tables)
+
+
+def _categories(row: dict[str, Any]) -> str:
+    return ", ".join(f"{t['name']} v{t['version']}" for t in row["task_categories"])
 
 
 def _fields_of(row: dict[str, Any]) -> dict[str, Any]:

@@ -119,15 +119,20 @@ def load_template(path: Path) -> tasks_pb2.TaskTemplate:
     return template
 
 
-def _template_from_text(data: bytes, suffix: str) -> tasks_pb2.TaskTemplate:
+def _yaml() -> Any:
     try:
-        text = data.decode("utf-8")
-        if suffix == ".json":
-            document = json.loads(text)
-        else:
-            import yaml
+        import yaml
+    except ImportError:
+        raise ValueError(
+            "YAML needs PyYAML: pip install 'core-connectors[cli]' (or give the template as JSON)"
+        ) from None
+    return yaml
 
-            document = yaml.safe_load(text)
+
+def _template_from_text(data: bytes, suffix: str) -> tasks_pb2.TaskTemplate:
+    parse = json.loads if suffix == ".json" else _yaml().safe_load
+    try:
+        document = parse(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"not JSON or YAML ({e})") from None
     except Exception as e:  # yaml's errors

@@ -1,7 +1,8 @@
 """The progress display of a local run: a rich live view on stderr when it is a terminal, else nothing.
 
-rich is imported only when the display is shown, so runs in scripts, tests and pipes stay cheap. One display
-at a time: a run that starts while another one is showing runs without a display rather than garbling it.
+rich is imported only when the display is shown, so runs in scripts, tests and pipes stay cheap; without it
+(it comes with ``core-connectors[cli]``) the display is one plain line per phase. One display at a time: a run
+that starts while another one is showing runs without a display rather than garbling it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ def open_display(name: str, enabled: bool | None = None) -> Iterator[Display]:
         yield _NoDisplay()
         return
     try:
-        from rich.console import Console
-        from rich.live import Live
-
+        try:
+            from rich.console import Console
+            from rich.live import Live
+        except ImportError:
+            yield _PlainView(name)
+            return
         view = _LiveView(name)
         with Live(view, console=Console(stderr=True), refresh_per_second=8, transient=False) as live:
             yield view
@@ -57,6 +61,27 @@ def _stderr_is_terminal() -> bool:
         return sys.stderr is not None and sys.stderr.isatty()
     except (AttributeError, ValueError):  # replaced or closed streams
         return False
+
+
+class _PlainView:
+    """Without rich: a line on stderr whenever the phase or the message changes."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.started = time.monotonic()
+        self.shown: tuple[int, str] | None = None
+
+    def update(self, resource: Resource) -> None:
+        state = (resource.phase, resource.message or "")
+        if state == self.shown:
+            return
+        self.shown = state
+        elapsed = time.monotonic() - self.started
+        line = "  ".join(
+            part for part in (self.name, _Phase.Phase.Name(resource.phase), state[1], f"{elapsed:.1f} s") if part
+        )
+        links = "".join(f"\n  {link.name}: {link.uri}" for link in resource.log_links or ())
+        print(line + links, file=sys.stderr, flush=True)
 
 
 class _LiveView:

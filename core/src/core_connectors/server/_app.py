@@ -23,6 +23,7 @@ from flyteidl.service import agent_pb2 as service_pb2
 from .._connector import SyncConnectorBase
 from .._errors import SecretNotFound
 from .._registry import ConnectorRegistry, Registry
+from .._tables import Table, print_tables
 from ..tracing import tracing_enabled
 from . import _wire as wire
 from ._metrics import METRICS_DIR_ENV, MeteredThreadPool, Metrics
@@ -72,6 +73,10 @@ class ConnectorServer:
 
     ``await start()`` returns the bound port (pass ``port=0`` for any free one); ``await stop(grace)`` drains:
     health turns NOT_SERVING, no new calls are accepted, and calls in flight get ``grace`` seconds to finish.
+
+    Request metrics go to ``metrics_registry`` (prometheus-client's default registry when None), served on
+    ``prometheus_port`` when given; ``publish_metrics=False`` without a port only counts (a ``--workers``
+    worker, or metrics turned off), and prometheus-client is then not imported.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class ConnectorServer:
         reuse_port: bool = False,
         prometheus_port: int | None = None,
         metrics_registry: Any = None,
+        publish_metrics: bool = True,
         slow_callback_seconds: float = 0.1,
         max_concurrent_calls: dict[str, int] | None = None,
         retryable_as_state: bool = False,
@@ -102,6 +108,7 @@ class ConnectorServer:
         self.reuse_port = reuse_port
         self.prometheus_port = prometheus_port
         self.metrics_registry = metrics_registry
+        self.publish_metrics = publish_metrics
         self.slow_callback_seconds = slow_callback_seconds
         self.max_concurrent_calls = dict(max_concurrent_calls or {})
         self.retryable_as_state = retryable_as_state
@@ -122,7 +129,8 @@ class ConnectorServer:
     async def start(self, watch_loop: bool = True) -> int:
         """Discover connectors, open the metrics port, start serving; returns the bound gRPC port."""
         self.registry.ensure_discovered()
-        metrics = Metrics.for_registry(self.metrics_registry)
+        publish = self.publish_metrics or self.prometheus_port is not None
+        metrics = Metrics.for_registry(self.metrics_registry) if publish else Metrics(None)
         if self.prometheus_port is not None:
             self._http = _start_metrics_server(self.prometheus_port, metrics.registry)
         totals_dir = os.environ.get(METRICS_DIR_ENV)
@@ -345,6 +353,7 @@ async def _serve(options: ServeOptions) -> int:
         tls=options.tls(),
         reuse_port=options.worker_index is not None,
         prometheus_port=None if options.worker_index is not None else (options.prometheus_port or None),
+        publish_metrics=False,  # only on the metrics port, when there is one (a worker's supervisor serves the sum)
         tracing=options.tracing,
     )
     await server.start(watch_loop=False)
@@ -476,8 +485,8 @@ def import_modules(modules: list[str]) -> None:
 def print_connectors(registry: Registry) -> None:
     """The table flytekit prints at start, on stderr so that stdout stays clean for whatever wraps us.
 
-    On a terminal it is a rich table; otherwise (a pod's log) plain text, which saves the service the 2.4 MB
-    that rich would keep resident for the rest of its life.
+    On a terminal it is a rich table (with core-connectors[cli]); otherwise (a pod's log) plain text, which saves
+    the service the 2.4 MB that rich would keep resident for the rest of its life.
     """
     header = ("Name", "Task categories", "Is sync", "From")
     rows = [
@@ -496,25 +505,8 @@ def print_connectors(registry: Registry) -> None:
         + (f" (CORE_CONNECTORS_DISABLE={s.by.entry_point} serves it instead)" if s.by.entry_point else "")
         for s in registry.shadowed
     ]
-    if sys.stderr.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="Connectors served")
-        for column, style in zip(header, ("cyan", "cyan", "green", None), strict=True):
-            table.add_column(column, style=style)
-        for row in rows:
-            table.add_row(*row)
-        console = Console(stderr=True)
-        console.print(table)
-        for failure in failures:
-            console.print(failure, style="red", markup=False)
-        return
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = ["Connectors served"] + [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]
-    ]
-    print("\n".join(lines + failures), file=sys.stderr, flush=True)
+    notes: list[tuple[str, str | None]] = [(failure, "red") for failure in failures]
+    print_tables([Table("Connectors served", header, rows, ("cyan", "cyan", "green"), notes=notes)], sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------------ logging

@@ -29,16 +29,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-    SummaryMetricFamily,
-)
+if TYPE_CHECKING:  # prometheus-client is imported where metrics are served (3 MB and 20 ms that counting needs not)
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 __all__ = ["METRICS_DIR_ENV", "Metrics", "MeteredThreadPool", "ProcessTreeCollector", "WorkerTotalsCollector"]
 
@@ -101,6 +96,13 @@ class Totals:
             self.pool_busy += busy
 
     def families(self) -> Iterator[Metric]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+            SummaryMetricFamily,
+        )
+
         success = CounterMetricFamily(
             f"{PREFIX}requests_success",
             "Total number of successful requests",
@@ -153,16 +155,22 @@ class Metrics:
     locks. A scrape reads copies of them from the metrics server's thread.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        """``registry=None`` counts without publishing (a ``--workers`` worker, whose supervisor serves the sum;
+        the service with metrics turned off): prometheus-client is then never imported."""
         self.registry = registry
         self.totals = Totals()
         self.pools: list[MeteredThreadPool] = []  # the pools of the servers recording here
-        registry.register(self)
+        if registry is not None:
+            registry.register(self)
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> Metrics:
         """The Metrics of ``registry`` (the process-wide default when None), created on first use."""
-        registry = registry if registry is not None else REGISTRY
+        if registry is None:
+            import prometheus_client
+
+            registry = prometheus_client.REGISTRY
         metrics = _by_registry.get(id(registry))
         if metrics is None or metrics.registry is not registry:
             metrics = _by_registry[id(registry)] = cls(registry)
@@ -278,6 +286,8 @@ class ProcessTreeCollector:
     _SUMMED = ("process_resident_memory_bytes", "process_virtual_memory_bytes", "process_cpu_seconds_total")
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client import ProcessCollector
+
         me = os.getpid()
         families = {f.name: f for f in ProcessCollector(registry=None).collect()}
         for pid in _children(me):
