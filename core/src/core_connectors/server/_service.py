@@ -27,7 +27,7 @@ from .._connector import AsyncConnectorBase, ConnectorBase, ResourceMeta, SyncCo
 from .._errors import ConnectorNotFound, RetryableFailure
 from .._registry import Registry
 from ..secrets import scrub
-from ._errors import ServiceError, describe_failure, logger, unimplemented
+from ._errors import LogLimit, ServiceError, describe_failure, logger, unimplemented
 from ._metrics import Metrics
 from ._replies import logs_response, resource_idl, terminal_resource
 from ._signing import MARK as SIGNATURE_MARK
@@ -60,6 +60,7 @@ class Dispatcher:
         max_message_bytes: int = 4 * 2**20,
         retryable_as_state: bool = False,
         signer: MetadataSigner | None = None,
+        log_limit: LogLimit | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
@@ -69,6 +70,7 @@ class Dispatcher:
         self.max_message_bytes = max_message_bytes
         self.retryable_as_state = retryable_as_state
         self.signer = signer
+        self.log_limit = log_limit if log_limit is not None else LogLimit()  # failures' log lines, per kind
         self._bound: dict[ConnectorBase, Bound] = {}  # kept across registry changes: calls in flight hold slots
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
@@ -182,7 +184,10 @@ class Dispatcher:
     def retryable(self, exc: RetryableFailure, task_type: str, operation: str) -> agent_pb2.Resource:
         """A connector's RetryableFailure as the Resource propeller retries on (scrubbed on its way out)."""
         message = str(exc) or type(exc).__name__
-        logger.warning("%s %s task: retryable failure: %s", operation, task_type or "a", scrub(message))
+        held = self.log_limit.admit(("retryable", type(exc).__name__, task_type, operation))
+        if held is not None:
+            note = self.log_limit.note(held)
+            logger.warning("%s %s task: retryable failure: %s%s", operation, task_type or "a", scrub(message), note)
         return agent_pb2.Resource(phase=_RETRYABLE_FAILED, message=message)
 
     def for_propeller(self, resource: agent_pb2.Resource) -> agent_pb2.Resource:
@@ -271,7 +276,7 @@ class Dispatcher:
         started: float,
         protocol: str = "v1",
     ) -> NoReturn:
-        failure = describe_failure(exc, operation, task_type)
+        failure = describe_failure(exc, operation, task_type, self.log_limit)
         self.metrics.failed(task_type, operation, failure.error_code, started, protocol)
         await context.abort(failure.code, failure.details)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
