@@ -40,6 +40,7 @@ __all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "Sy
 _Code = grpc.StatusCode
 _ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
 _RETRYABLE_FAILED = execution_pb2.TaskExecution.RETRYABLE_FAILED
+_NEWLINE = SIGNATURE_MARK[0]
 
 
 class Dispatcher:
@@ -179,7 +180,9 @@ class Dispatcher:
         if self.signer is not None:
             category = connector.task_category
             return self.signer.verify(data, category.name, category.version)
-        return split_signature(data)[0] if SIGNATURE_MARK in data else data  # a byte search when unsigned
+        # A signature starts with a newline, which JSON metadata never holds: one memchr when unsigned (an int
+        # needle: a bytes one costs ten times as much).
+        return split_signature(data)[0] if _NEWLINE in data else data
 
     def retryable(self, exc: RetryableFailure, task_type: str, operation: str) -> agent_pb2.Resource:
         """A connector's RetryableFailure as the Resource propeller retries on (scrubbed on its way out)."""
