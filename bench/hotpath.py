@@ -208,15 +208,16 @@ def main() -> int:
             trees = {args.base: export(args.base, Path(tmp)), **trees}
         results = {name: json.loads(measure(tree, args, paths)) for name, tree in trees.items()}
     names = list(results)
-    print(f"{'path':<18}" + "".join(f"{n:>22}" for n in names) + "   (us CPU per call, best round; log lines)")
+    print("us of CPU per call (best round) and the log lines the measured calls wrote, for each tree")
+    print(f"{'path':<18}" + "".join(f"{n[:24]:>26}" for n in names) + "   this tree / its get_ok")
     for path in paths:
         row = f"{path:<18}"
         for name in names:
             r = results[name][path]
-            row += f"{r['us']:>10.2f} us {r['log_lines']:>6} ln"
+            row += f"{r['us']:>10.2f} us {r['log_lines']:>7} lines"
         ok = results[names[-1]]["get_ok"]["us"] if "get_ok" in paths else None
-        if ok and path != "get_ok":
-            row += f"   x{results[names[-1]][path]['us'] / ok:.2f} of get_ok"
+        if ok:
+            row += f"   {results[names[-1]][path]['us'] / ok:.2f}"
         print(row)
     return 0
 
