@@ -11,8 +11,8 @@ machine two identical servers differ by up to 12% this way: compare medians of m
 ``--handler`` instead times the GetTask handler alone, in-process (best of 15 x 10,000 calls, request bytes
 parsed in the handler where the revision does so), in wall time and in the process's CPU time (the steadier
 of the two when others share the machine): what a change to the service's own code costs. bench/hotpath.py
-does the same for CreateTask and the error paths. Needs h2load and, in this python, grpcio, flyteidl and core-connectors' dependencies (the tests' nox
-venv has them).
+does the same for CreateTask and the error paths. Needs h2load and, in this python, grpcio, flyteidl and
+core-connectors' dependencies (the tests' nox venv has them).
 """
 
 from __future__ import annotations

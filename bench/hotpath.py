@@ -8,6 +8,7 @@ shared machine. Logging goes through the service's own text format to /dev/null,
 (formatting, tracebacks) is counted; the lines each path wrote are counted too. The paths:
 
 - ``get_ok`` / ``create_ok``: the sleep connector's GetTask (SUCCEEDED) and CreateTask, as bench/run.py sends them;
+- ``get_ok_v2``: the same GetTask over Flyte 2's AsyncConnectorService (``flyteidl2.connector``);
 - ``get_not_found``: a task type nobody serves (NOT_FOUND);
 - ``get_bad_meta``: resource metadata that is not JSON (INVALID_ARGUMENT, ResourceMetaDecodeError);
 - ``get_bad_bytes``: request bytes that do not parse (INVALID_ARGUMENT);
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PATHS = (
     "get_ok",
     "create_ok",
+    "get_ok_v2",
     "get_not_found",
     "get_bad_meta",
     "get_bad_bytes",
@@ -53,6 +55,8 @@ from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, Retryabl
 from core_connectors._registry import Registry
 from core_connectors.server._metrics import Metrics
 from core_connectors.server._service import AsyncAgentService, Dispatcher
+from core_connectors.server._flyte2 import AsyncConnectorService
+from flyteidl2.connector import connector_pb2
 from core_connectors_sleep.connector import SleepConnector, SleepMetadata
 
 sys.path.insert(0, ARGS["bench"])
@@ -98,7 +102,9 @@ registry = Registry(discover=False)
 registry.register(SleepConnector())
 registry.register(Failing("retryable", RetryableFailure))
 registry.register(Failing("raises", RuntimeError))
-service = AsyncAgentService(Dispatcher(registry, ThreadPoolExecutor(4), Metrics.for_registry(CollectorRegistry())))
+dispatcher = Dispatcher(registry, ThreadPoolExecutor(4), Metrics.for_registry(CollectorRegistry()))
+service = AsyncAgentService(dispatcher)
+service_v2 = AsyncConnectorService(dispatcher)
 
 
 class Aborted(Exception):
@@ -115,6 +121,9 @@ job = JobMeta(job_id="job-1").encode()
 REQUESTS = {
     "get_ok": ("GetTask", get_request("sleep", SleepMetadata(deadline=0.0).encode())),
     "create_ok": ("CreateTask", create_request("sleep")),
+    "get_ok_v2": ("v2 GetTask", connector_pb2.GetTaskRequest(
+        task_category=connector_pb2.TaskCategory(name="sleep"), resource_meta=SleepMetadata(deadline=0.0).encode()
+    )),
     "get_not_found": ("GetTask", get_request("nobody", job)),
     "get_bad_meta": ("GetTask", get_request("sleep", b"not json at all")),
     "get_bad_bytes": ("GetTask", b"\x0a\xff\xff\xff\xff\x0f"),
@@ -126,7 +135,7 @@ REQUESTS = {
 
 async def run(path, calls):
     rpc, request = REQUESTS[path]
-    handler = getattr(service, rpc)
+    handler = getattr(service_v2, rpc[3:]) if rpc.startswith("v2 ") else getattr(service, rpc)
     data = request if isinstance(request, bytes) else request.SerializeToString()
     context = Context()
     aborted = 0
