@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import traceback
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import NamedTuple
 
 import grpc
@@ -83,12 +83,9 @@ class LogLimit:
     ``flush`` (at the server's stop). One per server, used from its event loop only.
     """
 
-    def __init__(
-        self, lines: int = LOG_LINES, seconds: float = LOG_WINDOW, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, lines: int = LOG_LINES, seconds: float = LOG_WINDOW) -> None:
         self.lines = lines
         self.seconds = seconds
-        self._clock = clock
         self._kinds: dict[Hashable, list[float]] = {}  # kind -> [window start, lines logged, lines held back]
 
     def admit(self, kind: Hashable) -> int | None:
@@ -98,7 +95,7 @@ class LogLimit:
         if state is None and len(self._kinds) >= _MAX_KINDS:
             kind = _OTHER
             state = self._kinds.get(kind)
-        now = self._clock()
+        now = time.monotonic()
         if state is None or now - state[0] >= self.seconds:
             self._kinds[kind] = [now, 1, 0]
             return int(state[2]) if state is not None else 0

@@ -140,9 +140,6 @@ class Dispatcher:
         finally:
             self.metrics.call_ended(task_type)
 
-    def bulkhead(self, connector: ConnectorBase) -> Bulkhead:
-        return (self._bound.get(connector) or self._bind(connector)).bulkhead
-
     def _bind(self, connector: ConnectorBase) -> Bound:
         category = connector.task_category
         limit = self.limits.get(category.name) or connector.max_concurrent_calls
