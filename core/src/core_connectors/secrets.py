@@ -110,7 +110,7 @@ def secret_values_handed_out() -> frozenset[str]:
 # ------------------------------------------------------------------------------------------------ scrubbing
 _SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|PASSWD|CREDENTIAL|_FSEC_", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would blank out ordinary words
-_cache: tuple[object, tuple[str, ...]] = (None, ())
+_cache: tuple[int, dict[Any, Any], tuple[str, ...]] = (-1, {}, ())  # (secrets handed out, environment, values)
 
 
 def scrub(text: str) -> str:
@@ -142,14 +142,15 @@ def _process_secret_values() -> tuple[str, ...]:
     """The environment's secret-looking values and the secrets handed out, longest first; recomputed when the
     environment or the secrets handed out change."""
     global _cache
-    env = getattr(os.environ, "_data", os.environ)  # CPython's dict under os.environ: cheap to snapshot
-    key = (len(_handed_out), tuple(env), tuple(env.values()))
-    if key != _cache[0]:
+    env = getattr(os.environ, "_data", os.environ)  # CPython's dict under os.environ: cheap to compare
+    handed_out, seen, values = _cache
+    if handed_out != len(_handed_out) or env != seen:  # a dict compare: the same objects, found by identity
         prefix = os.environ.get("FLYTE_SECRETS_ENV_PREFIX", "_FSEC_")
-        values = set(_handed_out)
-        values.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
-        _cache = (key, tuple(sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)))
-    return _cache[1]
+        found = set(_handed_out)
+        found.update(v for n, v in os.environ.items() if _SECRET_NAME.search(n) or n.startswith(prefix))
+        values = tuple(sorted((v for v in found if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True))
+        _cache = (len(_handed_out), dict(env), values)
+    return values
 
 
 get_agent_secret = get_connector_secret

@@ -244,6 +244,8 @@ class ConnectorServer:
             await self.server.stop(grace)
         if self._watchdog is not None:
             self._watchdog.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.log_limit.flush()  # the failures whose lines were held back, counted
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.dispatcher is not None and self.executor in self.dispatcher.metrics.pools:
             self.dispatcher.metrics.pools.remove(self.executor)

@@ -18,6 +18,7 @@ metadata, which GetTask hands back (no state kept on any replica).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
@@ -86,6 +87,16 @@ def _stored_result(data: bytes) -> agent_pb2.Resource:
         raise ServiceError(_Code.INVALID_ARGUMENT, f"the stored result does not parse: {e}") from None
 
 
+_NO_CONNECTION = contextlib.nullcontext()
+
+
+def _connection(request: Any) -> contextlib.AbstractContextManager[None]:
+    """The request's connection secrets for the call; nothing to set (the common case) when it carries none."""
+    if not request.HasField("connection"):
+        return _NO_CONNECTION
+    return connection_secrets(request.connection.secrets, request.connection.configs)
+
+
 def _category(request: Any) -> tuple[str, int]:
     return request.task_category.name, request.task_category.version
 
@@ -116,7 +127,7 @@ class AsyncConnectorService:
             await self.d.fail(context, e, "", "create", started, _PROTOCOL)
         template = request.template
         task_type = template.type
-        with connection_secrets(v2.connection.secrets, v2.connection.configs):
+        with _connection(v2):
             try:
                 connector = self.d.connector(task_type, template.task_type_version)
                 if request.HasField("inputs"):
@@ -149,19 +160,21 @@ class AsyncConnectorService:
         except Exception as e:
             await self.d.fail(context, e, "", "get", started, _PROTOCOL)
         name, version = _category(request)
-        with connection_secrets(request.connection.secrets, request.connection.configs):
+        with _connection(request):
             try:
                 connector = self.d.connector(name, version)
                 if isinstance(connector, SyncConnectorBase):
-                    resource = _stored_result(self.d.verified(connector, request.resource_meta))
+                    response = _resource_reply(_stored_result(self.d.verified(connector, request.resource_meta)))
                 else:
                     meta = self.d.decode(connector, request.resource_meta, "get")
                     try:
                         got = await self.d.call(connector, "get", resource_meta=meta)
                     except RetryableFailure as e:
                         got = self.d.retryable(e, name, "get")
-                    resource = resource_idl(got, None)
-                response = _resource_reply(resource)
+                    response = agent_pb2.GetTaskResponse()
+                    resource = resource_idl(got, None, response.resource)  # written in place: no copy
+                    if resource.state or resource.HasField("agent_error"):
+                        response = _resource_reply(resource)
                 self.d.fits(response, "GetTask")
             except Exception as e:
                 await self.d.fail(context, e, name, "get", started, _PROTOCOL)
@@ -176,7 +189,7 @@ class AsyncConnectorService:
         except Exception as e:
             await self.d.fail(context, e, "", "delete", started, _PROTOCOL)
         name, version = _category(request)
-        with connection_secrets(request.connection.secrets, request.connection.configs):
+        with _connection(request):
             try:
                 connector = self.d.connector(name, version)
                 if not isinstance(connector, SyncConnectorBase):

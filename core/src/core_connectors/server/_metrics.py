@@ -193,10 +193,13 @@ class Metrics:
         self.totals.inflight[task_type] -= 1
 
     def succeeded(self, task_type: str, operation: str, started: float, protocol: str = "v1") -> None:
+        seconds = time.perf_counter() - started
         key = (task_type, operation, protocol)
-        success = self.totals.success
-        success[key] = success.get(key, 0) + 1
-        self._observe(key, time.perf_counter() - started)
+        totals = self.totals
+        totals.success[key] = totals.success.get(key, 0) + 1
+        row = totals.latency.get(key) or self._latency_row(key)  # _observe inlined: once per request
+        row[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        row[-1] += seconds
 
     def failed(self, task_type: str, operation: str, error_code: str, started: float, protocol: str = "v1") -> None:
         key = (task_type, operation, error_code, protocol)
@@ -212,11 +215,13 @@ class Metrics:
         row[1] += size
 
     def _observe(self, key: tuple[str, str, str], seconds: float) -> None:
-        row = self.totals.latency.get(key)
-        if row is None:
-            row = self.totals.latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        row = self.totals.latency.get(key) or self._latency_row(key)
         row[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1  # le: a value on a bound counts in its bucket
         row[-1] += seconds
+
+    def _latency_row(self, key: tuple[str, str, str]) -> list[float]:
+        row = self.totals.latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        return row
 
     def write_totals(self, directory: str) -> None:
         """Write this process's totals for the supervisor (atomically: it may read at any moment)."""

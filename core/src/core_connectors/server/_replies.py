@@ -25,12 +25,22 @@ def output_types(template: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.Litera
     return {name: var.type for name, var in variables.items()} if variables else None
 
 
-def resource_idl(resource: Any, types: dict[str, types_pb2.LiteralType] | None) -> agent_pb2.Resource:
-    """What a connector returned as flyteidl's ``Resource``, scrubbed; TypeError for anything else."""
+def resource_idl(
+    resource: Any, types: dict[str, types_pb2.LiteralType] | None, into: agent_pb2.Resource | None = None
+) -> agent_pb2.Resource:
+    """What a connector returned as flyteidl's ``Resource``, scrubbed; TypeError for anything else. Written into
+    ``into`` when given: an empty field of the reply, which then needs no copy."""
     if isinstance(resource, Resource):
-        return _scrubbed(resource.to_flyte_idl_sync(types))
+        if into is None:
+            into = agent_pb2.Resource()
+        resource._write_idl(into, types)
+        # Only the words the Resource has are looked at (most replies: a phase and a short message).
+        return _scrubbed(into, bool(resource.message), bool(resource.log_links), bool(resource.custom_info))
     if isinstance(resource, agent_pb2.Resource):
-        return _scrubbed(resource)
+        if into is not None:
+            into.CopyFrom(resource)
+            resource = into
+        return _scrubbed(resource, True, bool(resource.log_links), resource.HasField("custom_info"))
     raise TypeError(f"the connector returned {type(resource).__name__}, expected a Resource")
 
 
@@ -57,18 +67,25 @@ def logs_response(item: Any) -> agent_pb2.GetTaskLogsResponse:
     raise TypeError(f"get_logs yielded {type(item).__name__}, expected GetTaskLogsResponse")
 
 
-def _scrubbed(resource: agent_pb2.Resource) -> agent_pb2.Resource:
+def _scrubbed(resource: agent_pb2.Resource, message: bool, links: bool, info: bool) -> agent_pb2.Resource:
     """Secrets out of the words a connector returns (a vendor's error echoed with the key in it): the message,
-    log link names and URIs, and custom_info's strings."""
-    if resource.message:
-        resource.message = scrub(resource.message)
-    if resource.log_links:
+    log link names and URIs, and custom_info's strings (each looked at when its flag says it may be set)."""
+    if message:
+        _scrub_field(resource, "message")
+    if links:
         for link in resource.log_links:
-            link.name = scrub(link.name)
-            link.uri = scrub(link.uri)
-    if resource.HasField("custom_info"):
+            _scrub_field(link, "name")
+            _scrub_field(link, "uri")
+    if info:
         _scrub_struct(resource.custom_info)
     return resource
+
+
+def _scrub_field(message: Any, name: str) -> None:
+    text = getattr(message, name)
+    clean = scrub(text)
+    if clean is not text:  # setting a field costs more than reading it: only when something was replaced
+        setattr(message, name, clean)
 
 
 def _scrub_struct(struct: struct_pb2.Struct) -> None:

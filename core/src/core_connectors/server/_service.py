@@ -27,9 +27,10 @@ from .._connector import AsyncConnectorBase, ConnectorBase, ResourceMeta, SyncCo
 from .._errors import ConnectorNotFound, RetryableFailure
 from .._registry import Registry
 from ..secrets import scrub
-from ._errors import ServiceError, describe_failure, logger, unimplemented
+from ._errors import LogLimit, ServiceError, describe_failure, logger, unimplemented
 from ._metrics import Metrics
 from ._replies import logs_response, resource_idl, terminal_resource
+from ._signing import MARK as SIGNATURE_MARK
 from ._signing import MetadataSigner
 from ._signing import split as split_signature
 from ._wire import parse, too_large
@@ -39,6 +40,7 @@ __all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "Sy
 _Code = grpc.StatusCode
 _ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
 _RETRYABLE_FAILED = execution_pb2.TaskExecution.RETRYABLE_FAILED
+_NEWLINE = SIGNATURE_MARK[0]
 
 
 class Dispatcher:
@@ -59,6 +61,7 @@ class Dispatcher:
         max_message_bytes: int = 4 * 2**20,
         retryable_as_state: bool = False,
         signer: MetadataSigner | None = None,
+        log_limit: LogLimit | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
@@ -68,9 +71,9 @@ class Dispatcher:
         self.max_message_bytes = max_message_bytes
         self.retryable_as_state = retryable_as_state
         self.signer = signer
-        self._bulkheads: dict[ConnectorBase, Bulkhead] = {}
+        self.log_limit = log_limit if log_limit is not None else LogLimit()  # failures' log lines, per kind
+        self._bound: dict[ConnectorBase, Bound] = {}  # kept across registry changes: calls in flight hold slots
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
-        self._kinds: dict[tuple[int, str], tuple[Callable[..., Any], int]] = {}
         self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
         self._agents: agent_pb2.ListAgentsResponse | None = None
         self._generation = -1  # the registry's generation the caches were filled at
@@ -111,9 +114,10 @@ class Dispatcher:
         """Call a connector method: ``async def`` on the loop (cancelled with the RPC), ``def`` in the pool,
         within the connector's bulkhead (plain ``def`` calls always; ``async def`` ones when a bound is set),
         counted in flight per task type (the in-flight gauge)."""
-        task_type = connector.task_category.name
-        fn, kind = self._method(connector, method)
-        bulkhead = self.bulkhead(connector)
+        bound = self._bound.get(connector) or self._bind(connector)
+        fn, kind = bound.methods.get(method) or self._method(bound, method)
+        bulkhead = bound.bulkhead
+        task_type = bound.task_type
         self.metrics.call_started(task_type)
         try:
             if kind != _PLAIN:
@@ -136,25 +140,24 @@ class Dispatcher:
         finally:
             self.metrics.call_ended(task_type)
 
-    def bulkhead(self, connector: ConnectorBase) -> Bulkhead:
-        found = self._bulkheads.get(connector)
-        if found is None:
-            limit = self.limits.get(connector.task_category.name) or connector.max_concurrent_calls
-            explicit = limit is not None
-            found = Bulkhead(connector.name, limit or self.default_limit, explicit)
-            self._bulkheads[connector] = found  # kept across registry changes: calls in flight hold slots
-        return found
+    def _bind(self, connector: ConnectorBase) -> Bound:
+        category = connector.task_category
+        limit = self.limits.get(category.name) or connector.max_concurrent_calls
+        bulkhead = Bulkhead(connector.name, limit or self.default_limit, limit is not None)
+        bound = self._bound[connector] = Bound(connector, bulkhead)
+        return bound
 
     def decode(self, connector: ConnectorBase, data: bytes, operation: str) -> Any:
         """The connector's ResourceMeta from the request's bytes (its signature checked when signing is on)."""
-        if not isinstance(connector, AsyncConnectorBase):
+        bound = self._bound.get(connector) or self._bind(connector)
+        if bound.metadata_type is None:
             raise ServiceError(
                 _Code.FAILED_PRECONDITION,
                 f"{connector.name} is a sync connector: call ExecuteTaskSync, it has no {operation}",
             )
         data = self.verified(connector, data)
         try:
-            return connector.metadata_type.decode(data)
+            return bound.metadata_type.decode(data)
         except Exception as e:
             raise ServiceError(_Code.INVALID_ARGUMENT, f"{type(e).__name__}: {e}") from e
 
@@ -171,15 +174,20 @@ class Dispatcher:
     def verified(self, connector: ConnectorBase, data: bytes) -> bytes:
         """Resource metadata coming in, its signature checked and removed (INVALID_ARGUMENT when it does not
         verify); with signing off, a signature is only removed: tasks started while it was on keep running."""
-        category = connector.task_category
         if self.signer is not None:
+            category = connector.task_category
             return self.signer.verify(data, category.name, category.version)
-        return split_signature(data)[0]
+        # A signature starts with a newline, which JSON metadata never holds: one memchr when unsigned (an int
+        # needle: a bytes one costs ten times as much).
+        return split_signature(data)[0] if _NEWLINE in data else data
 
     def retryable(self, exc: RetryableFailure, task_type: str, operation: str) -> agent_pb2.Resource:
         """A connector's RetryableFailure as the Resource propeller retries on (scrubbed on its way out)."""
         message = str(exc) or type(exc).__name__
-        logger.warning("%s %s task: retryable failure: %s", operation, task_type or "a", scrub(message))
+        held = self.log_limit.admit(("retryable", type(exc).__name__, task_type, operation))
+        if held is not None:
+            note = self.log_limit.note(held)
+            logger.warning("%s %s task: retryable failure: %s%s", operation, task_type or "a", scrub(message), note)
         return agent_pb2.Resource(phase=_RETRYABLE_FAILED, message=message)
 
     def for_propeller(self, resource: agent_pb2.Resource) -> agent_pb2.Resource:
@@ -198,21 +206,19 @@ class Dispatcher:
                 _Code.RESOURCE_EXHAUSTED, f"{rpc}: the reply is {too_large(size, self.max_message_bytes)}"
             )
 
-    def _method(self, connector: ConnectorBase, method: str) -> tuple[Callable[..., Any], int]:
-        key = (id(connector), method)
-        found = self._kinds.get(key)
-        if found is None:
-            fn = getattr(connector, method)
-            if inspect.iscoroutinefunction(fn):
-                kind = _ASYNC
-            elif inspect.isasyncgenfunction(fn):
-                kind = _ASYNC_GEN
-            else:
-                kind = _PLAIN
-            code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-            if code is not None:
-                self.method_names[code] = f"{connector.name}.{method}"
-            found = self._kinds[key] = (fn, kind)  # the bound method keeps the connector, so its id stays unique
+    def _method(self, bound: Bound, method: str) -> tuple[Callable[..., Any], int]:
+        """A connector method and how to call it, worked out on its first call."""
+        fn = getattr(bound.connector, method)
+        if inspect.iscoroutinefunction(fn):
+            kind = _ASYNC
+        elif inspect.isasyncgenfunction(fn):
+            kind = _ASYNC_GEN
+        else:
+            kind = _PLAIN
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        if code is not None:
+            self.method_names[code] = f"{bound.connector.name}.{method}"
+        found = bound.methods[method] = (fn, kind)
         return found
 
     def is_implemented(self, connector: ConnectorBase, method: str) -> bool:
@@ -270,10 +276,24 @@ class Dispatcher:
         started: float,
         protocol: str = "v1",
     ) -> NoReturn:
-        failure = describe_failure(exc, operation, task_type)
+        failure = describe_failure(exc, operation, task_type, self.log_limit)
         self.metrics.failed(task_type, operation, failure.error_code, started, protocol)
         await context.abort(failure.code, failure.details)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+class Bound:
+    """What the dispatcher works out once per connector rather than on every call: its task category, its
+    metadata type (None for a sync connector), its bulkhead and its methods with how to call each."""
+
+    __slots__ = ("bulkhead", "connector", "metadata_type", "methods", "task_type")
+
+    def __init__(self, connector: ConnectorBase, bulkhead: Bulkhead) -> None:
+        self.connector = connector
+        self.task_type = connector.task_category.name
+        self.metadata_type = connector.metadata_type if isinstance(connector, AsyncConnectorBase) else None
+        self.bulkhead = bulkhead
+        self.methods: dict[str, tuple[Callable[..., Any], int]] = {}
 
 
 BULKHEAD_WAIT = 0.5
@@ -363,13 +383,14 @@ class AsyncAgentService:
                 raise ServiceError(
                     _Code.FAILED_PRECONDITION, f"{connector.name} is a sync connector: call ExecuteTaskSync"
                 )
+            inputs = request.inputs
             if request.HasField("inputs"):
-                self.d.metrics.input_size(task_type, request.inputs.ByteSize())
+                self.d.metrics.input_size(task_type, inputs.ByteSize())
             meta = await self.d.call(
                 connector,
                 "create",
                 task_template=template,
-                inputs=request.inputs,
+                inputs=inputs,
                 output_prefix=request.output_prefix,
                 task_execution_metadata=request.task_execution_metadata,
             )
@@ -392,7 +413,8 @@ class AsyncAgentService:
                 resource = await self.d.call(connector, "get", resource_meta=meta)
             except RetryableFailure as e:
                 resource = self.d.retryable(e, name, "get")
-            response = agent_pb2.GetTaskResponse(resource=self.d.for_propeller(resource_idl(resource, None)))
+            response = agent_pb2.GetTaskResponse()
+            self.d.for_propeller(resource_idl(resource, None, response.resource))  # written in place: no copy
             self.d.fits(response, "GetTask")
         except Exception as e:
             await self.d.fail(context, e, name, "get", started)

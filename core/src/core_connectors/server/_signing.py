@@ -24,14 +24,14 @@ import grpc
 from ..secrets import get_connector_secret
 from ._errors import ServiceError
 
-__all__ = ["KEYS_SECRET", "MetadataSigner", "keys_from_secret"]
+__all__ = ["KEYS_SECRET", "MARK", "MetadataSigner", "keys_from_secret", "split"]
 
 KEYS_SECRET = "metadata_signing_keys"
 """The connector secret that holds the signing keys (separated by commas or whitespace; the first signs)."""
 
-_MARK = b"\n#hmac-sha256:"
+MARK = b"\n#hmac-sha256:"
 _TAG_LENGTH = 64
-_SUFFIX_LENGTH = len(_MARK) + _TAG_LENGTH
+_SUFFIX_LENGTH = len(MARK) + _TAG_LENGTH
 
 
 class MetadataSigner:
@@ -44,7 +44,7 @@ class MetadataSigner:
         self.accept_unsigned = accept_unsigned
 
     def sign(self, meta: bytes, task_type: str, version: int) -> bytes:
-        return meta + _MARK + self._tag(self.keys[0], meta, task_type, version).encode()
+        return meta + MARK + self._tag(self.keys[0], meta, task_type, version).encode()
 
     def verify(self, data: bytes, task_type: str, version: int) -> bytes:
         """The metadata without its tag; INVALID_ARGUMENT when the tag is missing (unless allowed) or wrong."""
@@ -74,7 +74,7 @@ class MetadataSigner:
 
 def split(data: bytes) -> tuple[bytes, bytes | None]:
     """(metadata, tag) of signed metadata; (data, None) when it carries no tag."""
-    if data[-_SUFFIX_LENGTH:-_TAG_LENGTH] != _MARK:  # a slice compare: cheap on every GetTask
+    if data[-_SUFFIX_LENGTH:-_TAG_LENGTH] != MARK:  # a slice compare: cheap on every GetTask
         return data, None
     return data[:-_SUFFIX_LENGTH], data[-_TAG_LENGTH:]
 
