@@ -128,6 +128,8 @@ class Served:
         self.log_path = tmp_path / f"serve-{port}-{time.monotonic_ns()}.log"
         argv = [sys.executable, "-m", "core_connectors", "serve", "--host", "127.0.0.1", "--port", str(port)]
         argv += ["--modules", "reliability_connectors", *args]
+        if "--prometheus-port" not in args:  # never the default 9090: other servers may hold it
+            argv += ["--prometheus-port", "0"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 argv,
