@@ -303,11 +303,13 @@ def test_quick_async_methods_raise_no_warning(connector_service, caplog):
 def test_stop_lets_calls_in_flight_finish_and_refuses_new_ones(connector_service):
     connector = SlowConnector()
     service = connector_service(connector)
-    future = service.async_stub.CreateTask.future(create_request("slow", seconds=0.5), timeout=10)
-    assert connector.started.wait(3)
     address = service.address
-    service.stop(grace=5)
-    assert future.result().resource_meta == Meta(seconds=0.5).encode()
+    with grpc.insecure_channel(address) as propeller:  # the caller's own channel: stop() closes only the service's
+        stub = agent_pb2_grpc.AsyncAgentServiceStub(propeller)
+        future = stub.CreateTask.future(create_request("slow", seconds=0.5), timeout=10)
+        assert connector.started.wait(3)
+        service.stop(grace=5)
+        assert future.result().resource_meta == Meta(seconds=0.5).encode()
     with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as info:
         agent_pb2_grpc.AgentMetadataServiceStub(channel).ListAgents(agent_pb2.ListAgentsRequest(), timeout=1)
     assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
