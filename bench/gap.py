@@ -61,8 +61,9 @@ async def _serve_variant(variant: str, port: int) -> None:
     level = STEPS.index(step)
     done = agent_pb2.GetTaskResponse(resource=agent_pb2.Resource(phase=3))
     created = agent_pb2.CreateTaskResponse(resource_meta=b'{"deadline": 0.0}')
+    sleep = agent_pb2.TaskCategory(name="sleep")
     agents = agent_pb2.ListAgentsResponse(
-        agents=[agent_pb2.Agent(name="Sleep Connector", supported_task_categories=[agent_pb2.TaskCategory(name="sleep")])]
+        agents=[agent_pb2.Agent(name="Sleep Connector", supported_task_categories=[sleep])]
     )
 
     class Fixed:  # every method of the service: fixed replies
@@ -209,7 +210,8 @@ def main() -> int:
             proc.wait(10)
         tmp.cleanup()
     base = statistics.median(per_call[variants[0]])
-    print(f"\nGetTask, {args.requests} calls x {args.rounds} rounds, 128 streams; load average {os.getloadavg()[0]:.1f}")
+    load = os.getloadavg()[0]
+    print(f"\nGetTask, {args.requests} calls x {args.rounds} rounds, 128 streams; load average {load:.1f}")
     print(f"{'variant':24} {'CPU µs/call':>12} {'/ ' + variants[0]:>10}  rounds")
     for variant in variants:
         cpu = statistics.median(per_call[variant])
