@@ -146,7 +146,7 @@ class ConnectorServer:
 
     async def _start_grpc(self, metrics: Metrics, watch_loop: bool) -> int:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-        from grpc_reflection.v1alpha import reflection
+        from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
         metrics.pools.append(self.executor)
         limit = self.max_message_mb * 1024 * 1024
@@ -178,8 +178,11 @@ class ConnectorServer:
         if flyte2 is not None:
             names += flyte2.add_services(self.dispatcher, self.server)
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, wire.GenericOnly(self.server))
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer((*names, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+            wire.GenericOnly(self.server),
+        )
         for name in ("", *names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.port = self._bind()

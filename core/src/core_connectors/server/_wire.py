@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from ._errors import ServiceError
 
-__all__ = ["add_service", "parse", "too_large"]
+__all__ = ["GenericOnly", "add_service", "parse", "too_large"]
 
 _M = TypeVar("_M", bound=Message)
 _MAX_REASON = 200  # the parser's words only; the payload is never quoted
@@ -77,7 +77,26 @@ def add_service(
         handlers[method.name] = make(
             getattr(servicer, method.name), request_deserializer=None, response_serializer=serialize
         )
+    # Generic handlers only, never add_registered_method_handlers: see GenericOnly.
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    register = getattr(server, "add_registered_method_handlers", None)  # grpcio >= 1.63
-    if register is not None:
-        register(service.full_name, handlers)  # found by name, without the generic handlers' scan
+
+
+class GenericOnly:
+    """``server`` as the generated ``add_*Servicer_to_server`` functions see it, taking their generic handlers
+    and dropping their registered methods (grpcio >= 1.63 generates both calls).
+
+    grpc.aio's serving loop keeps one pending request per registered method and, for every call it accepts,
+    awaits ``asyncio.wait`` over all of them: Python work that grows with the methods registered. Ours,
+    Flyte 2's, health's and reflection's (about 20) cost 8 to 12% of the server's CPU per GetTask
+    (bench/gap.py --base; the empty servicer registers none). A generic handler finds a method with a dict
+    lookup in each of a handful of services, ours first.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: Any) -> None:
+        """Dropped: the generic handler given with them serves the same methods."""
