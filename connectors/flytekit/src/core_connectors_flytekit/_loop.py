@@ -86,7 +86,7 @@ async def run_on_bridge_loop(coro: Coroutine[Any, Any, T]) -> T:
     call = _Call(coro, asyncio.get_running_loop().create_future())
     bridge.call_soon_threadsafe(call.start)
     try:
-        return await call.done  # type: ignore[no-any-return]
+        return await call.done
     except asyncio.CancelledError:
         bridge.call_soon_threadsafe(call.cancel)  # a no-op when the task there is done
         raise
