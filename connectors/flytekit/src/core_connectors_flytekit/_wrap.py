@@ -60,11 +60,32 @@ def _inputs(inputs: literals_pb2.LiteralMap | None) -> LiteralMap | None:
 
 
 async def _resource(resource: Any) -> Resource:
-    """flytekit's Resource as the core's, through flytekit's wire form (a phase of 0 raises here, as the core's
-    Resource refuses it: propeller would read it as a retryable failure)."""
+    """flytekit's Resource as the core's, which goes out as flytekit's own wire form (a phase of 0, which
+    propeller reads as a retryable failure, is named so: RETRYABLE_FAILED, as the core's Resource reads it)."""
     if not isinstance(resource, fk.Resource):
         raise TypeError(f"the connector returned {type(resource).__name__}, expected a flytekit Resource")
-    return Resource.from_flyte_idl(await resource.to_flyte_idl())
+    wire = await resource.to_flyte_idl()
+    return _FlytekitResource(resource, wire) if wire.phase else Resource.from_flyte_idl(wire)
+
+
+class _FlytekitResource(Resource):
+    """The core's Resource for a flytekit one, sent as flytekit wrote it (the bytes pyflyte sends), not parsed
+    back field by field and written again: custom info makes that cost a JSON round trip of its own."""
+
+    def __init__(self, resource: Any, wire: agent_pb2.Resource) -> None:
+        super().__init__(
+            wire.phase,
+            resource.message or None,
+            list(resource.log_links) if resource.log_links else None,
+            wire.outputs if wire.HasField("outputs") else None,  # literals already, as the type engine wrote them
+            resource.custom_info or None,
+        )
+        self.wire = wire
+
+    def to_flyte_idl_sync(self, output_types: Any = None) -> agent_pb2.Resource:
+        resource = agent_pb2.Resource()
+        resource.CopyFrom(self.wire)
+        return resource
 
 
 class BridgedSyncConnector(SyncConnectorBase):
