@@ -1,0 +1,75 @@
+"""The handoff to the bridge's own loop: what a bridged call promises the service, tested without flytekit's
+connectors (a plain coroutine stands for one)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+
+import pytest
+
+from core_connectors_flytekit._loop import run_on_bridge_loop
+
+caller = contextvars.ContextVar("caller", default="")
+
+
+async def test_a_blocking_call_runs_on_the_bridge_thread_and_the_service_loop_keeps_running():
+    async def blocking():
+        time.sleep(0.3)  # what flytekit connectors do inside `async def`
+        return threading.get_ident()
+
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    thread = await run_on_bridge_loop(blocking())
+    beat.cancel()
+    assert thread != threading.get_ident()
+    assert ticks >= 10  # the service's loop was not stalled by the 300 ms
+
+
+async def test_the_result_exception_and_context_come_back():
+    async def answer():
+        return caller.get()
+
+    async def fail():
+        raise ValueError("the vendor said no")
+
+    caller.set("propeller")
+    assert await run_on_bridge_loop(answer()) == "propeller"
+    with pytest.raises(ValueError, match="the vendor said no"):
+        await run_on_bridge_loop(fail())
+
+
+async def test_cancelling_the_call_cancels_the_coroutine_on_the_bridge_loop():
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def slow():
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    call = asyncio.create_task(run_on_bridge_loop(slow()))
+    assert await asyncio.to_thread(started.wait, 5)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await asyncio.to_thread(cancelled.wait, 5), "the coroutine on the bridge loop was not cancelled"
+
+
+async def test_many_calls_at_once_each_get_their_own_answer():
+    async def echo(i):
+        await asyncio.sleep(0.001 * (i % 5))
+        return i
+
+    assert await asyncio.gather(*(run_on_bridge_loop(echo(i)) for i in range(200))) == list(range(200))
