@@ -665,3 +665,30 @@ def test_a_connector_replaced_after_the_start_is_served(connector_service):
     assert service.async_stub.GetTask(request, timeout=TIMEOUT).resource.message == "from the replacement"
     agents = service.metadata_stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=TIMEOUT).agents
     assert [a.name for a in agents] == ["Replacement Connector"]
+
+
+class WireResource(Resource):
+    """A Resource that carries a wire form of its own, as the flytekit bridge's carries flytekit's bytes."""
+
+    def __init__(self, wire: agent_pb2.Resource) -> None:
+        super().__init__(phase=wire.phase, message=wire.message)
+        self.wire = wire
+
+    def to_flyte_idl_sync(self, output_types=None):
+        return self.wire
+
+
+class OwnWireForm(AsyncDefConnector):
+    async def get(self, resource_meta: JobMeta, **kwargs):
+        wire = agent_pb2.Resource(phase=Phase.RUNNING, message="token sk-SCRUBME-0123456789")
+        wire.custom_info.update({"written": "by the subclass"})
+        return WireResource(wire)
+
+
+def test_a_resource_with_its_own_wire_form_goes_out_as_written_and_scrubbed(connector_service, monkeypatch):
+    monkeypatch.setenv("VENDOR_API_KEY", "sk-SCRUBME-0123456789")
+    service = connector_service(OwnWireForm())
+    request = agent_pb2.GetTaskRequest(task_category=category("async-def"), resource_meta=meta("j1"))
+    resource = service.async_stub.GetTask(request, timeout=TIMEOUT).resource
+    assert resource.phase == Phase.RUNNING and dict(resource.custom_info) == {"written": "by the subclass"}
+    assert "sk-SCRUBME" not in resource.message

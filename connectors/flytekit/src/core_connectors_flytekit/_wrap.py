@@ -83,9 +83,8 @@ class _FlytekitResource(Resource):
         self.wire = wire
 
     def to_flyte_idl_sync(self, output_types: Any = None) -> agent_pb2.Resource:
-        resource = agent_pb2.Resource()
-        resource.CopyFrom(self.wire)
-        return resource
+        """The message flytekit wrote (each of these Resources answers one call: the service copies it once)."""
+        return self.wire
 
 
 class BridgedSyncConnector(SyncConnectorBase):

@@ -31,9 +31,16 @@ def resource_idl(
     """What a connector returned as flyteidl's ``Resource``, scrubbed; TypeError for anything else. Written into
     ``into`` when given: an empty field of the reply, which then needs no copy."""
     if isinstance(resource, Resource):
-        if into is None:
-            into = agent_pb2.Resource()
-        resource._write_idl(into, types)
+        if type(resource).to_flyte_idl_sync is not _WRITE:  # a subclass with a wire form of its own (the bridge's)
+            written = resource.to_flyte_idl_sync(types)
+            if into is None:
+                into = written
+            else:
+                into.CopyFrom(written)
+        else:
+            if into is None:
+                into = agent_pb2.Resource()
+            resource._write_idl(into, types)
         # Only the words the Resource has are looked at (most replies: a phase and a short message).
         return _scrubbed(into, bool(resource.message), bool(resource.log_links), bool(resource.custom_info))
     if isinstance(resource, agent_pb2.Resource):
@@ -42,6 +49,9 @@ def resource_idl(
             resource = into
         return _scrubbed(resource, True, bool(resource.log_links), resource.HasField("custom_info"))
     raise TypeError(f"the connector returned {type(resource).__name__}, expected a Resource")
+
+
+_WRITE = Resource.to_flyte_idl_sync
 
 
 def terminal_resource(resource: Any, template: tasks_pb2.TaskTemplate) -> agent_pb2.Resource:
