@@ -22,15 +22,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 import grpc
 from flyteidl.admin import agent_pb2
-from run import ROOT, call, cpu_seconds, create_request, free_port, get_request, h2load  # bench/run.py
+from run import ROOT, call, cpu_seconds, create_request, export, free_port, get_request, h2load  # bench/run.py
 
 HANDLER = """
 import asyncio, inspect, time
@@ -63,15 +61,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def export(rev: str, into: Path) -> Path:
-    data = subprocess.run(
-        ["git", "archive", rev, "core", "connectors/sleep"], cwd=ROOT, capture_output=True, check=True
-    )
-    with tarfile.open(fileobj=BytesIO(data.stdout)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 60.0) -> None:

@@ -29,10 +29,8 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 STEPS = ("empty", "raw", "handler", "health", "watchdog")
@@ -158,16 +156,13 @@ def main() -> int:
 
     import grpc
     from loops import cpu_seconds, drive  # bench/loops.py, bench/run.py
-    from run import ROOT, call, create_request, free_port, get_request
+    from run import ROOT, call, create_request, export, free_port, get_request
 
     variants = args.variants.split(",") + ([f"serve@{args.base}"] if args.base else [])
     tmp = tempfile.TemporaryDirectory()
     trees = {"": ROOT}
     if args.base:
-        data = subprocess.run(["git", "archive", args.base, "core", "connectors/sleep"], cwd=ROOT, capture_output=True)
-        with tarfile.open(fileobj=BytesIO(data.stdout)) as tar:
-            tar.extractall(tmp.name, filter="data")
-        trees[args.base] = Path(tmp.name)
+        trees[args.base] = export(args.base, Path(tmp.name))
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     requests = {}
     try:

@@ -30,7 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from run import ROOT, export  # bench/run.py
+
 PATHS = (
     "get_ok",
     "create_ok",
@@ -175,18 +176,6 @@ async def profile():
 
 asyncio.run(profile() if ARGS["profile"] else main())
 """
-
-
-def export(rev: str, into: Path) -> Path:
-    import tarfile
-    from io import BytesIO
-
-    data = subprocess.run(
-        ["git", "archive", rev, "core", "connectors/sleep"], cwd=ROOT, capture_output=True, check=True
-    )
-    with tarfile.open(fileobj=BytesIO(data.stdout)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def measure(tree: Path, args: argparse.Namespace, paths: list[str], profile: str | None = None) -> str:

@@ -39,11 +39,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 import grpc
@@ -125,6 +127,17 @@ def call(port: int, method: str, request, timeout: float = 10.0):
 
 
 # ---------------------------------------------------------------------------------------------------- processes
+
+
+def export(rev: str, into: Path) -> Path:
+    """The core and the sleep connector as they were at git revision ``rev``, unpacked under ``into`` (the A/B
+    scripts put its src directories on PYTHONPATH)."""
+    data = subprocess.run(
+        ["git", "archive", rev, "core", "connectors/sleep"], cwd=ROOT, capture_output=True, check=True
+    )
+    with tarfile.open(fileobj=BytesIO(data.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def free_port() -> int:
