@@ -180,3 +180,21 @@ ConnectorTask("echo-task", task_type="echo", progress=True).execute()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "echo-task" in proc.stderr and "SUCCEEDED" in proc.stderr and "all done" in proc.stderr
+
+
+def test_importing_the_base_classes_leaves_the_registry_and_pathlib_for_later():
+    """Every connector module starts with this import: pluggy, logging and pathlib (urllib, ipaddress) wait until a
+    registry name is used, and then every name flytekit's module has is there."""
+    code = """
+import sys
+import core_connectors.base_connector as bc
+print(sorted(m for m in ("pluggy", "logging", "pathlib", "core_connectors._registry", "grpc") if m in sys.modules))
+import core_connectors
+assert bc.ConnectorRegistry is core_connectors.ConnectorRegistry
+assert [n for n in core_connectors.__all__ if getattr(core_connectors, n, None) is None] == []
+assert [n for n in bc.__all__ if getattr(bc, n, None) is None] == []
+print(sorted(m for m in ("pluggy", "core_connectors._registry") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["[]", "['core_connectors._registry', 'pluggy']"]

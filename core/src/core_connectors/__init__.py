@@ -1,13 +1,14 @@
 """core-connectors: Flyte's connector framework without flytekit.
 
 The public names mirror ``flytekit.extend.backend.base_connector``; porting a connector starts with its
-imports (docs/porting-from-flytekit.md). Importing this package stays light: the service, metrics, CLI and
-local runner load on demand.
+imports (docs/porting-from-flytekit.md). Importing this package stays light: the registry (pluggy, logging),
+the service, metrics, CLI and local runner load on first use of their names.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._connector import (
     AsyncConnectorBase,
@@ -20,9 +21,12 @@ from ._connector import (
     is_terminal_phase,
 )
 from ._errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
-from ._hooks import ServeOption, hookimpl
-from ._registry import Bridged, ConnectorRegistry, PluginFailure, PluginSource
 from .secrets import get_agent_secret, get_connector_secret
+
+if TYPE_CHECKING:
+    from ._hooks import ServeOption, hookimpl
+    from ._registry import Bridged, ConnectorRegistry, PluginFailure, PluginSource
+    from .local import AsyncConnectorExecutorMixin, ConnectorTask, SyncConnectorExecutorMixin
 
 __version__ = "0.1.0"
 
@@ -53,9 +57,22 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("SyncConnectorExecutorMixin", "AsyncConnectorExecutorMixin", "ConnectorTask"):
-        from . import local
+_LAZY = {  # public name -> the module that defines it, imported on the name's first use
+    "Bridged": "._registry",
+    "ConnectorRegistry": "._registry",
+    "PluginFailure": "._registry",
+    "PluginSource": "._registry",
+    "ServeOption": "._hooks",
+    "hookimpl": "._hooks",
+    "AsyncConnectorExecutorMixin": ".local",
+    "ConnectorTask": ".local",
+    "SyncConnectorExecutorMixin": ".local",
+}
 
-        return getattr(local, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(module, __name__), name)
+    return value

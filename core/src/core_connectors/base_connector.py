@@ -7,6 +7,7 @@ gives it flytekit's import path.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._connector import (
@@ -20,10 +21,10 @@ from ._connector import (
     is_terminal_phase,
 )
 from ._errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure
-from ._registry import ConnectorRegistry
 from .secrets import get_agent_secret, get_connector_secret
 
 if TYPE_CHECKING:
+    from ._registry import ConnectorRegistry
     from .local import AsyncConnectorExecutorMixin, SyncConnectorExecutorMixin
 
 __all__ = [
@@ -46,10 +47,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The executor mixins bring the local runner (rich, signals): its weight, not a cycle, is why they load late.
-    if name in ("SyncConnectorExecutorMixin", "AsyncConnectorExecutorMixin"):
-        from . import local
+# The registry (pluggy, logging) and the executor mixins (the local runner) load on first use: their weight, not
+# a cycle, is why. Importing the base classes is what every connector module does first.
+_LAZY = {
+    "ConnectorRegistry": "._registry",
+    "AsyncConnectorExecutorMixin": ".local",
+    "SyncConnectorExecutorMixin": ".local",
+}
 
-        return getattr(local, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(module, __package__), name)
+    return value
