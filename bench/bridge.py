@@ -1,13 +1,14 @@
 """What the flytekit bridge costs, measured in one run (`python bench/run.py --bridge`).
 
-Three servers take turns, from two venvs: `pyflyte serve connector` (the cached flytekit[connector] venv of
+Four servers take turns, from two venvs: `pyflyte serve connector` (the cached flytekit[connector] venv of
 bench/run.py) and, from the venv of bench/run.py's bridge and Flyte 2 servers (flytekit 1.16.31,
-./core[flyte2], ./connectors/sleep and ./connectors/flytekit), `core-connectors serve` twice: with the bridge
-serving flytekit's sleep connector (bench/flytekit_sleep_connector.py, given with --modules, the native sleep
-plugin disabled), and with the bridge disabled (CORE_CONNECTORS_DISABLE=flytekit, the native sleep
-connector). Figures: GetTask/s of the sleep connector under h2load (128 streams), launch to the first
-ListAgents, idle RSS, and the wall time of discovery (what `core-connectors list` and the service's start
-pay) with and without the bridge.
+./core[flyte2], ./connectors/sleep and ./connectors/flytekit), `core-connectors serve` three times: with the
+bridge serving flytekit's sleep connector (bench/flytekit_sleep_connector.py, given with --modules, the native
+sleep plugin disabled) on its own loop, the same with --flytekit-loop service (its async methods on the
+service's loop), and with the bridge disabled (CORE_CONNECTORS_DISABLE=flytekit, the native sleep connector).
+Figures: GetTask/s of the sleep connector under h2load (128 streams), launch to the first ListAgents, idle
+RSS, and the wall time of discovery (what `core-connectors list` and the service's start pay) with and without
+the bridge.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from run import (
 )
 
 DISCOVER = "from core_connectors._registry import Registry; Registry().discover()"
-COLUMNS = ("flytekit", "bridge", "native")  # pyflyte; ours with the bridge; ours without it
+COLUMNS = ("flytekit", "bridge", "bridge_service", "native")  # pyflyte; ours with the bridge (both loops); native
 
 
 def discovery_s(python: str, env: dict[str, str], runs: int) -> float:
@@ -61,6 +62,12 @@ def servers(fk_venv: Path, venv: Path, pin: list[str]) -> dict[str, Server]:
         "bridge": Server(
             "bridge",
             [*serve, "--modules", "flytekit_sleep_connector"],
+            env={"CORE_CONNECTORS_DISABLE": "sleep"},
+            expect=("sleep",),
+        ),
+        "bridge_service": Server(
+            "bridge_service",
+            [*serve, "--modules", "flytekit_sleep_connector", "--flytekit-loop", "service"],
             env={"CORE_CONNECTORS_DISABLE": "sleep"},
             expect=("sleep",),
         ),
@@ -129,14 +136,14 @@ FIGURES = [
 
 
 def print_bridge_table(results: dict) -> None:
-    head = ["figure", "pyflyte, flytekit conn.", "ours + bridge, same conn.", "ours, native", "bridge/pyflyte"]
-    head.append("bridge/native")
+    head = ["figure", "pyflyte, flytekit conn.", "ours + bridge, same conn.", "the same, service loop"]
+    head += ["ours, native", "bridge/pyflyte", "service loop/pyflyte", "bridge/native"]
     rows = []
     for key, label, unit in FIGURES:
-        f, b, n = (results[c].get(key) for c in COLUMNS)
+        f, b, s, n = (results[c].get(key) for c in COLUMNS)
         rows.append(
-            [label, fmt(f, unit), fmt(b, unit), fmt(n, unit), f"{b / f:.2f}" if f and b else "-"]
-            + [f"{b / n:.2f}" if n and b else "-"]
+            [label, fmt(f, unit), fmt(b, unit), fmt(s, unit), fmt(n, unit)]
+            + [f"{x / y:.2f}" if x and y else "-" for x, y in ((b, f), (s, f), (b, n))]
         )
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, ["-" * w for w in widths], *rows]:

@@ -9,9 +9,10 @@ One run measures every figure of docs/benchmarks.md and prints each ratio with i
 ours, flytekit, ceiling (`--only` any of them); parts: load (GetTask/CreateTask/blocking GetTask under h2load,
 with the server's CPU per call), mixed (32 clients looping create/get/delete with 7% bad calls, bench/mixed.py),
 webhook (ExecuteTaskSync of a webhook task against a local nginx, bench/webhook.py), bridge (a flytekit connector
-served through core-connectors-flytekit against pyflyte serving it), v2 (flyteidl2 GetTask against v1 on one
-server), python (import, local run, installed size). `--only mixed,ours,flytekit` runs one part on two servers;
-naming no part runs them all, naming no server runs them all.
+served through core-connectors-flytekit, on its own loop and with --flytekit-loop service, against pyflyte
+serving it), v2 (flyteidl2 GetTask against v1 on one server), python (import, local run, installed size).
+`--only mixed,ours,flytekit` runs one part on two servers; naming no part runs them all, naming no server runs
+them all.
 
 Needs h2load (`apt-get update && apt-get install -y nghttp2-client`) and, for the webhook part, nginx
 (`apt-get install -y nginx`); the harness's python needs grpcio and flyteidl (and flyteidl2 for the v2 part).
@@ -617,6 +618,8 @@ FIGURES = [
     Figure("webhook_cpu_us", "server CPU per webhook call", "us"),
     Figure("get_rps", "bridged flytekit conn., GetTask/s (ours: bridge)", "/s", ">= pyflyte serving it",
            lambda r: r["o"] / r["f"], lambda x, r: x >= 1.0, ours="bridge", show=("flytekit",)),
+    Figure("get_rps", "the same, --flytekit-loop service", "/s", ">= pyflyte serving it",
+           lambda r: r["o"] / r["f"], lambda x, r: x >= 1.0, ours="bridge_service", show=("flytekit",)),
     Figure("get_rps", "v1 GetTask/s on a [flyte2] server", "/s", ours="ours_flyte2", show=()),
     Figure("get_rps", "v2 GetTask/s on that server (flyteidl2)", "/s", ">= 0.95 of v1 there",
            lambda r: r["o"] / r["v1"], lambda x, r: x >= 0.95, ours="ours_flyte2_v2", show=()),
@@ -841,10 +844,12 @@ def main() -> int:
                     servers["ceiling_uvloop"] = Server("ceiling_uvloop", uv, expect=("sleep",))
             if {"bridge", "v2"} & parts and not why:
                 extras = args.extras_python or str(extras_venv() / "bin" / "python")
-                if "bridge" in parts:  # flytekit's sleep connector, served through the bridge
+                if "bridge" in parts:  # flytekit's sleep connector, served through the bridge (both loops)
                     argv = serve_argv(extras, "flytekit_sleep_connector")
                     env = {"CORE_CONNECTORS_DISABLE": "sleep"}
                     servers["bridge"] = Server("bridge", argv, env=env, expect=("sleep",), launches=1)
+                    argv = [*argv, "--flytekit-loop", "service"]
+                    servers["bridge_service"] = Server("bridge_service", argv, env=env, expect=("sleep",), launches=1)
                 if "v2" in parts:
                     env = {"CORE_CONNECTORS_DISABLE": "flytekit"}
                     servers["ours_flyte2"] = Server("ours_flyte2", serve_argv(extras), env=env, expect=("sleep",))
@@ -873,7 +878,16 @@ def main() -> int:
             servers["ours_flyte2"], servers["ours_flyte2_v2"] = base, alias
             results["ours_flyte2_v2"] = {}
         phase("launches")
-        order = ("flytekit", "bridge", "ceiling", "ours", "ceiling_uvloop", "ours_flyte2", "ours_flyte2_v2")
+        order = (
+            "flytekit",
+            "bridge",
+            "bridge_service",
+            "ceiling",
+            "ours",
+            "ceiling_uvloop",
+            "ours_flyte2",
+            "ours_flyte2_v2",
+        )
         servers = {name: servers[name] for name in order if name in servers}  # each pair of a ratio adjacent
         for key in ("get", "create", "blocking", "webhook"):
             if any(key in s.loads for s in servers.values()):
@@ -910,7 +924,7 @@ def main() -> int:
 def add_loads(server: Server, parts: set[str], stand_in: StandIn | None) -> None:
     """The traffic of each figure this server takes part in, from a task it created."""
     port, name = server.port, server.name
-    if name in ("bridge", "ours_flyte2"):
+    if name in ("bridge", "bridge_service", "ours_flyte2"):
         meta = created(call(port, "CreateTask", create_request("sleep"))).resource_meta
         server.loads["get"] = unary_load(port, "GetTask", get_request("sleep", meta), succeeded, FAST_LOAD)
         return

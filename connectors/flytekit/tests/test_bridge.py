@@ -56,6 +56,41 @@ BLOCKING = textwrap.dedent(
 )
 
 
+WHERE = textwrap.dedent(
+    """
+    import threading
+    from dataclasses import dataclass
+
+    from flyteidl.core.execution_pb2 import TaskExecution
+    from flytekit.extend.backend.base_connector import AsyncConnectorBase, ConnectorRegistry, Resource, ResourceMeta
+
+
+    @dataclass
+    class WhereMeta(ResourceMeta):
+        created_on: str
+
+
+    class WhereConnector(AsyncConnectorBase):
+        name = "Where Connector"
+
+        def __init__(self):
+            super().__init__(task_type_name="where", metadata_type=WhereMeta)
+
+        def create(self, task_template, **kwargs):  # a plain def
+            return WhereMeta(created_on=threading.current_thread().name)
+
+        async def get(self, resource_meta, **kwargs):
+            return Resource(phase=TaskExecution.SUCCEEDED, message=threading.current_thread().name)
+
+        async def delete(self, resource_meta, **kwargs):
+            return None
+
+
+    ConnectorRegistry.register(WhereConnector())
+    """
+)
+
+
 def list_json(tools, env: dict[str, str], cwd: Path) -> dict:
     command = [str(tools.bin / "core-connectors"), "list", "--json"]
     out = subprocess.run(command, capture_output=True, text=True, env=tools.env(env), cwd=cwd)
@@ -105,6 +140,33 @@ def test_bridged_calls_do_not_stall_the_service(served):
     assert statistics.median(list_agents) < 0.05, list_agents
     assert statistics.median(get_native) < 0.05, get_native
     assert all(f.result().resource.phase for f in in_flight)  # and every bridged call completes
+
+
+@pytest.mark.parametrize(
+    ("flag", "get_runs_on"), [((), "flytekit-bridge-loop"), (("--flytekit-loop", "service"), "MainThread")]
+)
+def test_the_flytekit_loop_flag_moves_async_methods_to_the_service_loop(tools, tmp_path, flag, get_runs_on):
+    (tmp_path / "where_flytekit_connectors.py").write_text(WHERE)
+    service = tools.start_ours(tmp_path, {}, "--modules", "where_flytekit_connectors", *flag)
+    try:
+        service.wait_ready()
+        template = {"type": "where", "id": {"name": "t"}, "interface": {}}
+        meta = service.async_stub.CreateTask(agent_pb2.CreateTaskRequest(template=template), timeout=10).resource_meta
+        assert json.loads(meta)["created_on"].startswith("connector-flytekit")  # a plain def: the bridge's pool
+        got = agent_pb2.GetTaskRequest(task_category=agent_pb2.TaskCategory(name="where"), resource_meta=meta)
+        assert service.async_stub.GetTask(got, timeout=10).resource.message == get_runs_on
+    finally:
+        service.stop()
+
+
+def test_an_unknown_flytekit_loop_is_reported_and_the_native_connectors_serve(tools, tmp_path):
+    listing = list_json(tools, {"CORE_CONNECTORS_FLYTEKIT_LOOP": "sideways"}, tmp_path)
+    (failure,) = [f for f in listing["failed"] if f["entry_point"] == "flytekit"]
+    assert (
+        "CORE_CONNECTORS_FLYTEKIT_LOOP='sideways' (--flytekit-loop): expected one of bridge, service"
+        in failure["error"]
+    )
+    assert "Sleep Connector" in by_name(listing["connectors"])
 
 
 def test_native_connectors_win_and_the_shadowed_ones_are_shown(served, tools, tmp_path):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from core_connectors_flytekit._loop import run_on_bridge_loop
+from core_connectors_flytekit._loop import LOOP_ENV, run_on_bridge_loop, runner_for
 
 caller = contextvars.ContextVar("caller", default="")
 
@@ -73,3 +73,32 @@ async def test_many_calls_at_once_each_get_their_own_answer():
         return i
 
     assert await asyncio.gather(*(run_on_bridge_loop(echo(i)) for i in range(200))) == list(range(200))
+
+
+async def _async_method():
+    return threading.current_thread().name
+
+
+def _plain_method():
+    return threading.current_thread().name
+
+
+@pytest.mark.parametrize("setting", ["", "bridge", " bridge "])
+async def test_by_default_every_method_runs_on_the_bridge_loop(monkeypatch, setting):
+    monkeypatch.setenv(LOOP_ENV, setting)
+    assert runner_for(_async_method) is run_on_bridge_loop
+    assert await runner_for(_async_method)(_async_method()) == "flytekit-bridge-loop"
+
+
+async def test_with_the_service_loop_async_methods_stay_on_it_and_plain_ones_keep_the_bridge(monkeypatch):
+    monkeypatch.setenv(LOOP_ENV, "service")
+    assert await runner_for(_async_method)(_async_method()) == threading.current_thread().name
+    assert runner_for(_plain_method) is run_on_bridge_loop  # its pool is sized for blocking connectors
+
+
+def test_an_unknown_loop_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(LOOP_ENV, "sideways")
+    with pytest.raises(
+        ValueError, match=r"CORE_CONNECTORS_FLYTEKIT_LOOP='sideways' \(--flytekit-loop\): expected one of"
+    ):
+        runner_for(_async_method)

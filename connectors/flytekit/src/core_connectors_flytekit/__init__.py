@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from core_connectors import hookimpl
+from core_connectors import ServeOption, hookimpl
+
+from ._loop import LOOP_ENV, LOOPS
 
 __version__ = "0.1.0"
 
-__all__ = ["provide_connectors"]
+__all__ = ["provide_connectors", "serve_options"]
 
 
 @hookimpl
@@ -24,3 +26,18 @@ def provide_connectors() -> list[Any]:
     from ._discovery import bridged_connectors
 
     return bridged_connectors()
+
+
+@hookimpl
+def serve_options() -> list[ServeOption]:
+    """``core-connectors serve --flytekit-loop``."""
+    return [
+        ServeOption(
+            "--flytekit-loop",
+            LOOP_ENV,
+            "Where bridged flytekit connectors' async methods run: bridge (their own loop and thread, the default: "
+            "one that blocks inside async def stalls nothing else) or service (the service's loop, as pyflyte "
+            "runs them: faster, for connectors that never block).",
+            metavar="|".join(LOOPS),
+        )
+    ]

@@ -11,17 +11,29 @@ as large as the service's so that blocking connectors overlap.
 The handoff is one ``call_soon_threadsafe`` each way and a future of the caller's loop, not
 ``run_coroutine_threadsafe`` and ``wrap_future``: their thread-safe ``concurrent.futures.Future`` (a lock and a
 condition per call) and chained callbacks took half of a bridged GetTask's Python time.
+
+The handoff still costs two thread wake-ups and the GIL passing between the loops: about a tenth of a bridged
+GetTask's rate against ``pyflyte serve connector`` (bench/run.py --bridge). Where every flytekit connector
+served is truly asynchronous, ``--flytekit-loop service`` runs their ``async def`` methods on the service's
+loop, as pyflyte does, at the price pyflyte pays: one that blocks stalls the whole service. Plain ``def``
+methods keep this loop's pool either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["run_on_bridge_loop"]
+__all__ = ["LOOP_ENV", "LOOPS", "run_on_bridge_loop", "runner_for"]
+
+LOOP_ENV = "CORE_CONNECTORS_FLYTEKIT_LOOP"
+LOOPS = ("bridge", "service")
+"""Where bridged ``async def`` methods run: this module's loop (the default) or the service's."""
 
 T = TypeVar("T")
 
@@ -90,3 +102,18 @@ async def run_on_bridge_loop(coro: Coroutine[Any, Any, T]) -> T:
     except asyncio.CancelledError:
         bridge.call_soon_threadsafe(call.cancel)  # a no-op when the task there is done
         raise
+
+
+def _on_this_loop(coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    return coro  # awaited by the caller, on the service's loop
+
+
+def runner_for(method: Any) -> Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]:
+    """How calls of a flytekit connector's ``method`` run, decided once per method: on the service's loop when
+    it is an ``async def`` and ``--flytekit-loop service`` is set, else handed to the bridge loop."""
+    where = os.environ.get(LOOP_ENV, "").strip() or "bridge"
+    if where not in LOOPS:
+        raise ValueError(f"{LOOP_ENV}={where!r} (--flytekit-loop): expected one of {', '.join(LOOPS)}")
+    if where == "service" and inspect.iscoroutinefunction(method):
+        return _on_this_loop
+    return run_on_bridge_loop

@@ -1,6 +1,7 @@
 """Wrappers that give a flytekit connector what ``pyflyte serve connector`` gives it, inside the core's service.
 
-Each call goes to the bridge loop, where the wire messages become flytekit's model classes
+Each call goes to the bridge loop (or, with ``--flytekit-loop service``, an ``async def`` one stays on the
+service's: see ``_loop``), where the wire messages become flytekit's model classes
 (``TaskTemplate.from_flyte_idl``, ``LiteralMap.from_flyte_idl``, flytekit's ``TaskExecutionMetadata``), the
 connector's method is called as flytekit calls it (``mirror_async_methods``), and its ``Resource`` goes back
 through flytekit's own ``to_flyte_idl`` (the type engine, in the flytekit context of that thread) and comes back
@@ -21,7 +22,7 @@ from flytekit.models.task import TaskExecutionMetadata, TaskTemplate
 
 from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, SyncConnectorBase
 
-from ._loop import run_on_bridge_loop
+from ._loop import runner_for
 
 __all__ = ["wrap"]
 
@@ -39,6 +40,11 @@ def wrap(connector: Any) -> AsyncConnectorBase[Any] | SyncConnectorBase:
 
 def _overrides(connector: Any, method: str) -> bool:
     return getattr(type(connector), method) is not getattr(fk.AsyncConnectorBase, method)
+
+
+def _runners(connector: Any, *methods: str) -> dict[str, Any]:
+    """Where each method's calls run (see ``_loop.runner_for``), worked out when the connector is wrapped."""
+    return {method: runner_for(getattr(connector, method)) for method in methods}
 
 
 def _metadata_type(connector: Any) -> type[ResourceMeta]:
@@ -94,6 +100,7 @@ class BridgedSyncConnector(SyncConnectorBase):
         super().__init__(task_type_name=connector.task_category.name, task_type_version=connector.task_category.version)
         self.flytekit_connector = connector
         self.name = connector.name
+        self._run = _runners(connector, "do")
 
     async def do(
         self,
@@ -102,7 +109,7 @@ class BridgedSyncConnector(SyncConnectorBase):
         inputs: literals_pb2.LiteralMap | None = None,
         **kwargs: Any,
     ) -> Resource:
-        return await run_on_bridge_loop(self._do(task_template, output_prefix, inputs))
+        return await self._run["do"](self._do(task_template, output_prefix, inputs))
 
     async def _do(
         self, template: tasks_pb2.TaskTemplate, output_prefix: str, inputs: literals_pb2.LiteralMap | None
@@ -127,6 +134,7 @@ class BridgedAsyncConnector(AsyncConnectorBase[Any]):  # flytekit's ResourceMeta
         )
         self.flytekit_connector = connector
         self.name = connector.name
+        self._run = _runners(connector, "create", "get", "delete", "get_metrics", "get_logs")
 
     async def create(
         self,
@@ -136,7 +144,7 @@ class BridgedAsyncConnector(AsyncConnectorBase[Any]):  # flytekit's ResourceMeta
         task_execution_metadata: agent_pb2.TaskExecutionMetadata | None,
         **kwargs: Any,
     ) -> Any:
-        return await run_on_bridge_loop(self._create(task_template, output_prefix, inputs, task_execution_metadata))
+        return await self._run["create"](self._create(task_template, output_prefix, inputs, task_execution_metadata))
 
     async def _create(
         self,
@@ -156,30 +164,30 @@ class BridgedAsyncConnector(AsyncConnectorBase[Any]):  # flytekit's ResourceMeta
         )
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> Resource:
-        return await run_on_bridge_loop(self._get(resource_meta))
+        return await self._run["get"](self._get(resource_meta))
 
     async def _get(self, resource_meta: Any) -> Resource:
         resource = await mirror_async_methods(self.flytekit_connector.get, resource_meta=resource_meta)
         return await _resource(resource)
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
-        await run_on_bridge_loop(_call(self.flytekit_connector.delete, resource_meta))
+        await self._run["delete"](_call(self.flytekit_connector.delete, resource_meta))
 
 
 class _Metrics:
     method = "get_metrics"
 
     async def get_metrics(self, resource_meta: Any, **kwargs: Any) -> Any:
-        connector = getattr(self, "flytekit_connector")  # noqa: B009 - a mixin of BridgedAsyncConnector
-        return await run_on_bridge_loop(_call(connector.get_metrics, resource_meta))
+        connector, run = getattr(self, "flytekit_connector"), getattr(self, "_run")  # noqa: B009 - a mixin
+        return await run["get_metrics"](_call(connector.get_metrics, resource_meta))
 
 
 class _Logs:
     method = "get_logs"
 
     async def get_logs(self, resource_meta: Any, **kwargs: Any) -> Any:
-        connector = getattr(self, "flytekit_connector")  # noqa: B009 - a mixin of BridgedAsyncConnector
-        return await run_on_bridge_loop(_call(connector.get_logs, resource_meta))
+        connector, run = getattr(self, "flytekit_connector"), getattr(self, "_run")  # noqa: B009 - a mixin
+        return await run["get_logs"](_call(connector.get_logs, resource_meta))
 
 
 async def _call(method: Any, resource_meta: Any) -> Any:
