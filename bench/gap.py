@@ -14,6 +14,9 @@ Each variant is a server process that adds one piece of `core-connectors serve` 
     serve              `core-connectors serve` of this tree (logging, signals, Flyte 2's services, discovery)
     serve@REV          `core-connectors serve` of git revision REV (with --base)
 
+A variant of ours (handler, health, watchdog) with `+timed` also measures its GetTask handler's own CPU per call
+(thread time around it): what the handler costs under load, against what bench/hotpath.py measures in a loop.
+
 They take turns (alternating order) driving a fixed number of GetTask calls with h2load (128 streams, the
 body a real GetTaskRequest); CPU per call is the server's utime + stime from /proc over the calls it
 answered. Printed: the median per variant and its ratio to `empty`. On this shared machine a variant differs
@@ -55,7 +58,7 @@ async def _serve_variant(variant: str, port: int) -> None:
 
     from core_connectors.server import _wire as wire
 
-    step, registered = variant.split("+")[0], variant.endswith("+registered")
+    step, registered, timed = variant.split("+")[0], variant.endswith("+registered"), variant.endswith("+timed")
     level = STEPS.index(step)
     done = agent_pb2.GetTaskResponse(resource=agent_pb2.Resource(phase=3))
     created = agent_pb2.CreateTaskResponse(resource_meta=b'{"deadline": 0.0}')
@@ -120,7 +123,10 @@ async def _serve_variant(variant: str, port: int) -> None:
         metrics = Metrics(None)
         metrics.pools.append(pool)
         dispatcher = Dispatcher(registry, pool, metrics, threads=128, max_message_bytes=4 << 20)
-        wire.add_service(server, services["AsyncAgentService"], AsyncAgentService(dispatcher))
+        service = AsyncAgentService(dispatcher)
+        if timed:
+            _time_handler(service)
+        wire.add_service(server, services["AsyncAgentService"], service)
         wire.add_service(server, services["SyncAgentService"], SyncAgentService(dispatcher))
         wire.add_service(server, services["AgentMetadataService"], MetadataService(dispatcher))
     if level >= STEPS.index("health"):
@@ -139,6 +145,28 @@ async def _serve_variant(variant: str, port: int) -> None:
 
         LoopWatchdog(0.1, dispatcher.method_names).start()
     await server.wait_for_termination()
+
+
+def _time_handler(service) -> None:
+    """Wrap ``service.GetTask`` in its thread's CPU clock; on SIGTERM write µs per call to $GAP_TIMED_OUT."""
+    import signal
+
+    handler, spent = service.GetTask, [0, 0]
+
+    async def GetTask(data, context):
+        started = time.thread_time_ns()  # the handler never awaits anything that suspends: all of it is here
+        try:
+            return await handler(data, context)
+        finally:
+            spent[0] += time.thread_time_ns() - started
+            spent[1] += 1
+
+    def report(*_):
+        Path(os.environ["GAP_TIMED_OUT"]).write_text(f"{spent[0] / max(spent[1], 1) / 1000:.2f} {spent[1]}")
+        os._exit(0)
+
+    service.GetTask = GetTask
+    signal.signal(signal.SIGTERM, report)
 
 
 # ------------------------------------------------------------------------------------------------ the driver
@@ -170,6 +198,7 @@ def main() -> int:
             port = free_port()
             tree = trees[variant.partition("@")[2]]
             env = {**os.environ, "PYTHONPATH": f"{tree}/core/src:{tree}/connectors/sleep/src:{ROOT}/bench"}
+            env["GAP_TIMED_OUT"] = str(Path(tmp.name) / f"{variant}.timed")
             if variant.startswith("serve"):
                 argv = [sys.executable, "-m", "core_connectors", "serve", "--host", "127.0.0.1", "--port", str(port)]
                 argv += ["--prometheus-port", "0", "--modules", "core_connectors_sleep"]
@@ -203,7 +232,12 @@ def main() -> int:
         for proc, _ in procs.values():
             proc.terminate()
             proc.wait(10)
-        tmp.cleanup()
+    for variant in variants:
+        out = Path(tmp.name) / f"{variant}.timed"
+        if out.exists():
+            us, calls = out.read_text().split()
+            print(f"{variant}: the GetTask handler's own CPU under load, {us} µs per call over {calls} calls")
+    tmp.cleanup()
     base = statistics.median(per_call[variants[0]])
     load = os.getloadavg()[0]
     print(f"\nGetTask, {args.requests} calls x {args.rounds} rounds, 128 streams; load average {load:.1f}")
