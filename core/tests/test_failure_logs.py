@@ -127,3 +127,43 @@ def test_successes_between_failures_are_not_affected(service, caplog):
     ok = get(service, "fine")
     assert ok.resource.phase == execution_pb2.TaskExecution.SUCCEEDED
     assert len(lines(caplog, "kaboom")) == LINES
+
+
+def _raised(error: Exception) -> Exception:
+    try:
+        raise error
+    except Exception as e:  # with its traceback, as a connector catches it
+        return e
+
+
+def test_a_task_ended_on_an_exception_is_told_as_the_service_tells_its_own_failures(caplog, monkeypatch):
+    from core_connectors import failed_resource
+
+    monkeypatch.setenv("ACME_API_KEY", "sk-acme-5ecret-value-123")
+    caplog.set_level(logging.WARNING)
+    error = _raised(PermissionError("denied for key sk-acme-5ecret-value-123"))
+    resource = failed_resource(error, "AcmeClient")
+    assert resource.phase == execution_pb2.TaskExecution.FAILED
+    message = resource.message
+    assert re.fullmatch(
+        r"AcmeClient failed: PermissionError: denied for key \[redacted\] \(error id [0-9a-f]{8}\)", message
+    )
+    (record,) = [r for r in caplog.records if r.name == "core_connectors.connectors"]
+    logged = record.getMessage()
+    assert logged.startswith(message) and "Traceback (most recent call last)" in logged  # one id, both places
+    assert "sk-acme-5ecret" not in logged
+    retryable = failed_resource(_raised(ConnectionResetError()), "AcmeClient", retryable=True)
+    assert retryable.phase == execution_pb2.TaskExecution.RETRYABLE_FAILED
+    assert retryable.message.startswith("AcmeClient failed: ConnectionResetError (error id ")
+
+
+def test_a_client_that_fails_every_poll_gets_a_few_log_lines_not_one_per_call(caplog):
+    from core_connectors import failed_resource
+
+    own = logging.getLogger("acme.flood")
+    caplog.set_level(logging.WARNING)
+    replies = [failed_resource(_raised(TimeoutError("slow")), "FloodClient", logger=own) for _ in range(20)]
+    failed_resource(_raised(KeyError("job")), "FloodClient", logger=own)  # another kind: its own lines
+    assert len({r.message for r in replies}) == 20  # every reply has its own error id
+    lines = [r.getMessage() for r in caplog.records if r.name == "acme.flood"]
+    assert sum("TimeoutError" in line for line in lines) == 5 and sum("KeyError" in line for line in lines) == 1

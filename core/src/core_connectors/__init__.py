@@ -24,6 +24,7 @@ from ._errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailur
 from .secrets import get_agent_secret, get_connector_secret
 
 if TYPE_CHECKING:
+    from ._failure_log import failed_resource
     from ._hooks import ServeOption, hookimpl
     from ._registry import Bridged, ConnectorRegistry, PluginFailure, PluginSource
     from .local import AsyncConnectorExecutorMixin, ConnectorTask, SyncConnectorExecutorMixin
@@ -50,6 +51,7 @@ __all__ = [
     "SyncConnectorExecutorMixin",
     "TaskCategory",
     "convert_to_flyte_phase",
+    "failed_resource",
     "get_agent_secret",
     "get_connector_secret",
     "hookimpl",
@@ -63,6 +65,7 @@ _LAZY = {  # public name -> the module that defines it, imported on the name's f
     "PluginFailure": "._registry",
     "PluginSource": "._registry",
     "ServeOption": "._hooks",
+    "failed_resource": "._failure_log",
     "hookimpl": "._hooks",
     "AsyncConnectorExecutorMixin": ".local",
     "ConnectorTask": ".local",

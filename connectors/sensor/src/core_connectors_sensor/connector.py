@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
-import os
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flyteidl.core.execution_pb2 import TaskExecution
 
-from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
+from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, failed_resource
 from core_connectors.literals import literal_map_to_python
 from core_connectors.templates import custom_dict
 
@@ -78,7 +77,7 @@ class SensorConnector(AsyncConnectorBase[SensorMetadata]):
         try:
             sensor = sensor_class(resource_meta.sensor_config)
         except Exception as e:  # a sensor_config the sensor refuses
-            return _failed(sensor_class.__name__, e, retryable=False)
+            return failed_resource(e, sensor_class.__name__, logger=logger)
         signature = inspect.signature(sensor.poke)
         try:
             signature.bind(**inputs)
@@ -91,14 +90,14 @@ class SensorConnector(AsyncConnectorBase[SensorMetadata]):
         try:
             held = sensor.poke(**inputs)
         except Exception as e:
-            return _failed(sensor_class.__name__, e, retryable=sensor.is_transient(e))
+            return failed_resource(e, sensor_class.__name__, retryable=sensor.is_transient(e), logger=logger)
         return _resource(sensor, bool(held), inputs)
 
     async def _poke_async(self, sensor: Sensor, inputs: Mapping[str, Any]) -> Resource:
         try:
             held = await sensor.poke(**inputs)  # type: ignore[misc]  # checked: a coroutine function
         except Exception as e:
-            return _failed(type(sensor).__name__, e, retryable=sensor.is_transient(e))
+            return failed_resource(e, type(sensor).__name__, retryable=sensor.is_transient(e), logger=logger)
         return _resource(sensor, bool(held), inputs)
 
     async def delete(self, resource_meta: SensorMetadata, **kwargs: Any) -> None:
@@ -122,18 +121,6 @@ def _resource(sensor: Sensor, held: bool, inputs: Mapping[str, Any]) -> Resource
     if held:
         return Resource(phase=TaskExecution.SUCCEEDED, message=f"{type(sensor).__name__}: condition met")
     return Resource(phase=TaskExecution.RUNNING, message=sensor.awaiting(**inputs))
-
-
-def _failed(sensor_name: str, error: Exception, retryable: bool) -> Resource:
-    """A poke's error ends the task; the reply has its type and message, the log its traceback (one id)."""
-    error_id = os.urandom(4).hex()
-    text = str(error).strip()
-    if len(text) > 1000:
-        text = text[:1000] + " [...]"
-    message = f"{sensor_name} failed: {type(error).__name__}{': ' + text if text else ''} (error id {error_id})"
-    logger.warning("%s", message, exc_info=error)
-    phase = TaskExecution.RETRYABLE_FAILED if retryable else TaskExecution.FAILED
-    return Resource(phase=phase, message=message)
 
 
 def _jsonable(value: Any, where: str) -> Any:

@@ -6,9 +6,10 @@ problem; INTERNAL is the connector's). Details carry the exception's type and me
 never a traceback; the traceback goes to the log under the same id. Values of secret-looking environment
 variables, and every secret read through ``get_connector_secret``, are scrubbed from both (``secrets.scrub``).
 
-Failures are logged through a ``LogLimit``: a connector that fails every call, or a caller that sends bad
-metadata a thousand times a second, must cost the event loop about what a success costs, so each kind of
-failure gets a few lines per window and the rest are counted (the requests_failure metric counts them all).
+Failures are logged through a ``LogLimit`` (``core_connectors._failure_log``, shared with connectors that end a
+task on an exception): a connector that fails every call, or a caller that sends bad metadata a thousand times
+a second, must cost the event loop about what a success costs, so each kind of failure gets a few lines per
+window and the rest are counted (the requests_failure metric counts them all).
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import random
-import time
-import traceback
-from collections.abc import Hashable
 from typing import NamedTuple
 
 import grpc
 
 from .._errors import RetryableFailure
+from .._failure_log import LogLimit, error_id, one_line, traceback_text, truncate
 from ..secrets import scrub
 
 __all__ = ["Failure", "LogLimit", "ServiceError", "describe_failure", "scrub", "unimplemented"]
@@ -48,8 +46,6 @@ HTTP_CODES = {
     _Code.DEADLINE_EXCEEDED: "504",
 }
 
-_MAX_MESSAGE = 2000  # gRPC details travel in a header; keep them well under its size limit
-
 
 class ServiceError(Exception):
     """A request the service refuses before or around the connector: carries its own status code."""
@@ -68,69 +64,6 @@ class Failure(NamedTuple):
     error_code: str
 
 
-LOG_LINES = 5
-"""Log lines each kind of failure gets per window (``LogLimit``)."""
-LOG_WINDOW = 10.0
-"""Seconds of a ``LogLimit`` window."""
-_MAX_KINDS = 256  # kinds are bounded by the connectors served; this bounds them under any traffic
-_OTHER = "other kinds of failure"
-
-
-class LogLimit:
-    """At most ``lines`` log lines for each kind of failure in every window of ``seconds``.
-
-    The lines held back are counted; the count is logged with the first line of the kind's next window, or by
-    ``flush`` (at the server's stop). One per server, used from its event loop only.
-    """
-
-    def __init__(self, lines: int = LOG_LINES, seconds: float = LOG_WINDOW) -> None:
-        self.lines = lines
-        self.seconds = seconds
-        self._kinds: dict[Hashable, list[float]] = {}  # kind -> [window start, lines logged, lines held back]
-
-    def admit(self, kind: Hashable) -> int | None:
-        """None when a line of ``kind`` is to be held back (it is counted); else the number held back in the
-        kind's previous window, for the line to report."""
-        state = self._kinds.get(kind)
-        if state is None and len(self._kinds) >= _MAX_KINDS:
-            kind = _OTHER
-            state = self._kinds.get(kind)
-        now = time.monotonic()
-        if state is None or now - state[0] >= self.seconds:
-            self._kinds[kind] = [now, 1, 0]
-            return int(state[2]) if state is not None else 0
-        if state[1] < self.lines:
-            state[1] += 1
-            return 0
-        state[2] += 1
-        return None
-
-    def flush(self) -> None:
-        """Log how many lines of each kind are held back since their window began, and forget them."""
-        for kind, state in list(self._kinds.items()):
-            if state[2]:
-                logger.warning(
-                    "%d more failures like %s were not logged (at most %d lines per %g s)",
-                    state[2],
-                    _kind_name(kind),
-                    self.lines,
-                    self.seconds,
-                )
-        self._kinds.clear()
-
-    def note(self, held_back: int) -> str:
-        """The words a line adds for the lines held back before it."""
-        if not held_back:
-            return ""
-        return (
-            f" ({held_back} more like it not logged in the window before: at most {self.lines} per {self.seconds:g} s)"
-        )
-
-
-def _kind_name(kind: Hashable) -> str:
-    return " ".join(str(part) for part in kind if part) if isinstance(kind, tuple) else str(kind)
-
-
 def describe_failure(exc: BaseException, operation: str, task_type: str, limit: LogLimit | None = None) -> Failure:
     """Map ``exc`` to a status, log it under a fresh error id (within ``limit``: a traceback is formatted only
     for a line that is logged) and return what the caller will see."""
@@ -142,31 +75,20 @@ def describe_failure(exc: BaseException, operation: str, task_type: str, limit: 
         return Failure(exc.code, details, HTTP_CODES[exc.code])
 
     code = _code_of(exc)
-    error_id = f"{random.getrandbits(32):08x}"  # to find the reply's log line: unique enough, not a secret
     cause = exc.__cause__ if isinstance(exc, ServiceError) and exc.__cause__ is not None else exc
-    message = _truncate(str(exc)) if isinstance(exc, ServiceError) else _one_line(cause)
+    message = truncate(str(exc)) if isinstance(exc, ServiceError) else one_line(cause)
     subject = f"{task_type} task" if task_type else "task"
-    details = scrub(f"failed to {operation} {subject} with error: {message} (error id {error_id})")
+    details = scrub(f"failed to {operation} {subject} with error: {message} (error id {error_id()})")
     held = limit.admit((code.name, type(cause).__name__, task_type, operation)) if limit is not None else 0
     if held is None:
         return Failure(code, details, HTTP_CODES.get(code, "500"))
     note = limit.note(held) if limit is not None else ""
     if code in (_Code.INTERNAL, _Code.UNKNOWN, _Code.DEADLINE_EXCEEDED):  # the caller's mistakes need no trace
-        trace = scrub("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)))
         level = logging.ERROR if code == _Code.INTERNAL else logging.WARNING
-        logger.log(level, "%s [%s]%s\n%s", details, code.name, note, trace.rstrip())
+        logger.log(level, "%s [%s]%s\n%s", details, code.name, note, traceback_text(cause))
     else:
         logger.warning("%s [%s]%s", details, code.name, note)
     return Failure(code, details, HTTP_CODES.get(code, "500"))
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + " [...]"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = _truncate(str(exc).strip())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _code_of(exc: BaseException) -> grpc.StatusCode:

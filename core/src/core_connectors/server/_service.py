@@ -71,7 +71,7 @@ class Dispatcher:
         self.max_message_bytes = max_message_bytes
         self.retryable_as_state = retryable_as_state
         self.signer = signer
-        self.log_limit = log_limit if log_limit is not None else LogLimit()  # failures' log lines, per kind
+        self.log_limit = log_limit if log_limit is not None else LogLimit(logger=logger)  # log lines per kind
         self._bound: dict[ConnectorBase, Bound] = {}  # kept across registry changes: calls in flight hold slots
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
