@@ -184,11 +184,16 @@ def start_pyflyte(tmp: Path, env: dict[str, str], *args: str) -> Service:
     return Service([*argv, *args], port, tmp / f"pyflyte-{port}.log", tmp, _base_env(env))
 
 
-@pytest.fixture(scope="module")
-def side_by_side(stands: Stands, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
-    """Ours (native openai and bigquery disabled, so the bridged flytekit connectors serve) and pyflyte's."""
+@pytest.fixture(scope="module", params=["bridge", "service"], ids=["bridge-loop", "service-loop"])
+def side_by_side(
+    stands: Stands, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Service, Service]]:
+    """Ours (native openai and bigquery disabled, so the bridged flytekit connectors serve) and pyflyte's; ours
+    once with bridged calls on the bridge's loop, once on the service's (--flytekit-loop): the same bytes."""
     tmp = tmp_path_factory.mktemp("services")
-    ours = start_ours(tmp, {**stands.env, "CORE_CONNECTORS_DISABLE": "openai,bigquery"})
+    ours = start_ours(
+        tmp, {**stands.env, "CORE_CONNECTORS_DISABLE": "openai,bigquery"}, "--flytekit-loop", request.param
+    )
     theirs = start_pyflyte(tmp, stands.env)
     try:
         ours.wait_ready()
