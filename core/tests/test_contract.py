@@ -16,6 +16,7 @@ CONNECTORS = textwrap.dedent(
     from dataclasses import dataclass, field
 
     import pytest
+    from flyteidl.admin import agent_pb2
     from flyteidl.core.execution_pb2 import TaskExecution
 
     from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, SyncConnectorBase, get_connector_secret
@@ -91,6 +92,12 @@ CONNECTORS = textwrap.dedent(
             return Resource(phase=TaskExecution.FAILED, message=f"401 for key {get_connector_secret('acme_token')}")
 
 
+    class RawIdl(Good):  # flyteidl's Resource, which the service also answers with: checked all the same
+        async def get(self, resource_meta, **kwargs):
+            message = f"401 for {get_connector_secret('acme_token')}"
+            return agent_pb2.Resource(phase=TaskExecution.FAILED, message=message)
+
+
     class Huge(Good):
         def create(self, *args, **kwargs):
             return Meta(job_id="j", blob="x" * 5000)
@@ -147,6 +154,7 @@ CONNECTORS = textwrap.dedent(
     TestStrictDelete = contract(StrictDelete)
     TestBlocking = contract(Blocking)
     TestLeaky = contract(Leaky)
+    TestRawIdl = contract(RawIdl)
     TestHuge = contract(Huge)
     TestLossy = contract(Lossy)
     TestWrong = contract(Wrong)
@@ -249,6 +257,12 @@ def test_async_method_that_blocks(outcome):
 def test_secret_in_a_message(outcome):
     failed(outcome, "TestLeaky::test_no_secret_in_messages", "401 for key [redacted]", "leave the secret out")
     assert "tok-5ecret" not in outcome["TestLeaky::test_no_secret_in_messages"][1]
+
+
+def test_flyteidls_own_resource_is_checked_like_the_cores(outcome):
+    failed(outcome, "TestRawIdl::test_no_secret_in_messages", "401 for [redacted]")
+    assert outcome["TestRawIdl::test_every_phase_is_real"][0] == "passed"
+    assert outcome["TestRawIdl::test_get_of_a_finished_job_is_terminal"][0] == "passed"
 
 
 def test_large_metadata_warns(outcome):

@@ -89,11 +89,14 @@ class _Trace:
     texts: list[str] = field(default_factory=list)
     blocked: dict[str, float] = field(default_factory=dict)  # async def method -> worst loop stall (s)
 
-    def said(self, resource: Resource) -> Resource:
+    def said(self, resource: Any) -> Resource:
+        if isinstance(resource, agent_pb2.Resource):  # the service answers with it as it is: check its words too
+            resource = Resource.from_flyte_idl(resource)
         if not isinstance(resource, Resource):
             pytest.fail(
-                f"the connector returned {type(resource).__name__}, not a core_connectors.Resource: the service "
-                "cannot answer propeller with it; return Resource(phase=..., message=...)"
+                f"the connector returned {type(resource).__name__}, not a core_connectors.Resource (nor "
+                "flyteidl's Resource): the service cannot answer propeller with it; "
+                "return Resource(phase=..., message=...)"
             )
         _Contract._check_phases([resource])  # fail at once, rather than poll an UNDEFINED job until the timeout
         self.resources.append(resource)
