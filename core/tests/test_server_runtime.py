@@ -296,7 +296,8 @@ def test_quick_async_methods_raise_no_warning(connector_service, caplog):
     for _ in range(20):
         service.async_stub.GetTask(get_request("slow", seconds=0.01), timeout=5)
     time.sleep(0.1)
-    assert "blocked" not in caplog.text
+    # On a loaded machine the process itself may wait 100 ms for a core; a quick method is never blamed for it.
+    assert [r.getMessage() for r in caplog.records if "Slow Connector" in r.getMessage()] == []
 
 
 # ------------------------------------------------------------------------------------------------ draining
