@@ -7,8 +7,7 @@ the service, metrics, CLI and local runner load on first use of their names.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._connector import (
     AsyncConnectorBase,
@@ -21,6 +20,7 @@ from ._connector import (
     is_terminal_phase,
 )
 from ._errors import ConnectorNotFound, ResourceMetaDecodeError, RetryableFailure, SecretNotFound
+from ._lazy import lazy_names
 from .secrets import get_agent_secret, get_connector_secret
 
 if TYPE_CHECKING:
@@ -73,9 +73,4 @@ _LAZY = {  # public name -> the module that defines it, imported on the name's f
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = globals()[name] = getattr(importlib.import_module(module, __name__), name)
-    return value
+__getattr__ = lazy_names(globals(), _LAZY)
