@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from flyteidl.admin import agent_pb2
+from flyteidl.core import execution_pb2
 
 pytest.importorskip("flytekit", reason="flytekit 1.16 does not import on Python 3.13")
 
@@ -155,6 +156,26 @@ def test_the_flytekit_loop_flag_moves_async_methods_to_the_service_loop(tools, t
         assert json.loads(meta)["created_on"].startswith("connector-flytekit")  # a plain def: the bridge's pool
         got = agent_pb2.GetTaskRequest(task_category=agent_pb2.TaskCategory(name="where"), resource_meta=meta)
         assert service.async_stub.GetTask(got, timeout=10).resource.message == get_runs_on
+    finally:
+        service.stop()
+
+
+def test_on_the_service_loop_a_blocking_flytekit_method_is_named_by_the_watchdog(tools, tmp_path):
+    """The price of --flytekit-loop service, as on pyflyte: a blocking method stalls the loop; the log says which."""
+    (tmp_path / "blocking_flytekit_connectors.py").write_text(BLOCKING)
+    service = tools.start_ours(tmp_path, {}, "--modules", "blocking_flytekit_connectors", "--flytekit-loop", "service")
+    try:
+        service.wait_ready()
+        blocking = agent_pb2.GetTaskRequest(
+            task_category=agent_pb2.TaskCategory(name="blocking"), resource_meta=b'{"job":"1"}'
+        )
+        running = service.async_stub.GetTask(blocking, timeout=10).resource.phase  # after 200 ms on the loop
+        assert running == execution_pb2.TaskExecution.RUNNING
+        deadline = time.monotonic() + 5
+        while "blocked" not in service.log and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (line,) = [line for line in service.log.splitlines() if "blocked" in line]
+        assert "Blocking Connector.get" in line, line
     finally:
         service.stop()
 
