@@ -205,3 +205,57 @@ def test_the_supervisor_reports_the_memory_and_cpu_of_its_workers_too():
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_made_up_task_types_share_one_failure_label_and_served_ones_keep_theirs():
+    """A caller naming a thousand task types that nobody serves must not grow the metrics by a thousand series."""
+    from dataclasses import dataclass
+
+    import grpc
+    import pytest
+    from flyteidl.admin import agent_pb2
+    from flyteidl.core.execution_pb2 import TaskExecution
+
+    from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
+    from core_connectors.server.testing import start_service
+
+    @dataclass
+    class Meta(ResourceMeta):
+        deadline: float
+
+    class Sleep(AsyncConnectorBase):
+        name = "Sleep"
+
+        def __init__(self):
+            super().__init__(task_type_name="sleep", metadata_type=Meta)
+
+        async def create(self, task_template, **kwargs):
+            return Meta(deadline=0.0)
+
+        async def get(self, resource_meta, **kwargs):
+            return Resource(phase=TaskExecution.SUCCEEDED)
+
+        async def delete(self, resource_meta, **kwargs):
+            pass
+
+    registry = CollectorRegistry()
+    with start_service(Sleep(), metrics_registry=registry) as service:
+        for i in range(30):
+            request = agent_pb2.GetTaskRequest(task_type=f"made-up-{i}", resource_meta=b"{}")
+            with pytest.raises(grpc.RpcError) as info:
+                service.async_stub.GetTask(request, timeout=5)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+            assert f"made-up-{i}" in info.value.details()  # the caller is still told what it asked for
+        bad_meta = agent_pb2.GetTaskRequest(task_type="sleep", resource_meta=b"not json")
+        with pytest.raises(grpc.RpcError):
+            service.async_stub.GetTask(bad_meta, timeout=5)
+    failures = {
+        labels: value
+        for (name, labels), value in samples(registry).items()
+        if name == "flyte_connector_requests_failure_total"
+    }
+    common = (("operation", "get"), ("protocol", "v1"))
+    assert failures == {
+        (("error_code", "404"), *common, ("task_type", "(not served)")): 30,
+        (("error_code", "400"), *common, ("task_type", "sleep")): 1,
+    }

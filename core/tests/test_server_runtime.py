@@ -170,7 +170,10 @@ def test_metrics_are_scraped_over_http_with_flytekits_names(connector_service):
     assert samples[(ok, (("operation", "list_agents"), ("protocol", "v1"), ("task_type", "")))] == 1
     failed = "flyte_connector_requests_failure_total"
     assert (
-        samples[(failed, (("error_code", "404"), ("operation", "get"), ("protocol", "v1"), ("task_type", "nope")))] == 1
+        samples[
+            (failed, (("error_code", "404"), ("operation", "get"), ("protocol", "v1"), ("task_type", "(not served)")))
+        ]
+        == 1
     )
     assert (
         samples[(failed, (("error_code", "400"), ("operation", "get"), ("protocol", "v1"), ("task_type", "slow")))] == 1

@@ -35,12 +35,15 @@ from ._signing import MetadataSigner
 from ._signing import split as split_signature
 from ._wire import parse, too_large
 
-__all__ = ["AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "SyncAgentService"]
+__all__ = ["UNSERVED", "AsyncAgentService", "Bulkhead", "Dispatcher", "MetadataService", "SyncAgentService"]
 
 _Code = grpc.StatusCode
 _ASYNC, _ASYNC_GEN, _PLAIN = 0, 1, 2
 _RETRYABLE_FAILED = execution_pb2.TaskExecution.RETRYABLE_FAILED
 _NEWLINE = SIGNATURE_MARK[0]
+UNSERVED = "(not served)"
+"""The metrics' task_type label of a failed call for a task type this service does not serve: one label for all,
+so that callers naming made-up task types cannot grow the metrics (and Prometheus' series) without bound."""
 
 
 class Dispatcher:
@@ -76,6 +79,7 @@ class Dispatcher:
         self._routes: dict[tuple[str, int], ConnectorBase] = {}
         self.method_names: dict[CodeType, str] = {}  # for the loop watchdog: code object -> "Connector.method"
         self._agents: agent_pb2.ListAgentsResponse | None = None
+        self._served: frozenset[str] | None = None  # task types of the connectors served: the metrics' labels
         self._generation = -1  # the registry's generation the caches were filled at
 
     # ---------------------------------------------------------------------------------------- lookups
@@ -104,9 +108,21 @@ class Dispatcher:
             self._agents = agent_pb2.ListAgentsResponse(agents=self.registry.list_connectors())
         return self._agents
 
+    def label(self, task_type: str) -> str:
+        """``task_type`` as the metrics' label: itself when a connector serves it (or empty), else ``UNSERVED``."""
+        if not task_type:
+            return task_type
+        if self._generation != self.registry.generation:
+            self._forget()
+        if self._served is None:
+            agents = self.list_agents().agents
+            self._served = frozenset(c.name for agent in agents for c in agent.supported_task_categories)
+        return task_type if task_type in self._served else UNSERVED
+
     def _forget(self) -> None:
         self._routes.clear()
         self._agents = None
+        self._served = None
         self._generation = self.registry.generation
 
     # ---------------------------------------------------------------------------------------- calling
@@ -277,7 +293,7 @@ class Dispatcher:
         protocol: str = "v1",
     ) -> NoReturn:
         failure = describe_failure(exc, operation, task_type, self.log_limit)
-        self.metrics.failed(task_type, operation, failure.error_code, started, protocol)
+        self.metrics.failed(self.label(task_type), operation, failure.error_code, started, protocol)
         await context.abort(failure.code, failure.details)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
