@@ -13,7 +13,8 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 
-from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, RetryableFailure
+from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, RetryableFailure, failed_resource
+from core_connectors._failure_log import LOG_LINES
 from core_connectors.server._errors import LogLimit
 
 TIMEOUT = 5
@@ -121,6 +122,35 @@ def test_what_was_held_back_is_reported_when_the_service_stops(service, caplog):
     assert any(r.startswith(f"{5 - LINES} more failures like NOT_FOUND get") for r in reports)
 
 
+class Polled(AsyncConnectorBase):
+    """``get`` ends every task the way a connector whose vendor client raised does: with failed_resource."""
+
+    name = "Polled Connector"
+
+    def __init__(self) -> None:
+        super().__init__(task_type_name="polled", metadata_type=JobMeta)
+
+    async def create(self, task_template, output_prefix, inputs=None, task_execution_metadata=None, **kwargs):
+        return JobMeta(job_id="j")
+
+    async def get(self, resource_meta: JobMeta, **kwargs):
+        return failed_resource(_raised(TimeoutError("the vendor is slow")), "PolledClient")
+
+    async def delete(self, resource_meta: JobMeta, **kwargs):
+        pass
+
+
+def test_task_failures_held_back_are_reported_when_the_service_stops(connector_service, caplog):
+    service = connector_service(Polled())
+    replies = [get(service, "j", task_type="polled") for _ in range(LOG_LINES + 4)]
+    assert all(r.resource.phase == execution_pb2.TaskExecution.FAILED for r in replies)
+    assert len(lines(caplog, "PolledClient failed")) == LOG_LINES
+    service.stop()
+    assert "4 more failures like PolledClient TimeoutError were not logged" in " ".join(
+        lines(caplog, "were not logged")
+    )
+
+
 def test_successes_between_failures_are_not_affected(service, caplog):
     for _ in range(10):
         get(service)
@@ -137,8 +167,6 @@ def _raised(error: Exception) -> Exception:
 
 
 def test_a_task_ended_on_an_exception_is_told_as_the_service_tells_its_own_failures(caplog, monkeypatch):
-    from core_connectors import failed_resource
-
     monkeypatch.setenv("ACME_API_KEY", "sk-acme-5ecret-value-123")
     caplog.set_level(logging.WARNING)
     error = _raised(PermissionError("denied for key sk-acme-5ecret-value-123"))
@@ -158,8 +186,6 @@ def test_a_task_ended_on_an_exception_is_told_as_the_service_tells_its_own_failu
 
 
 def test_a_client_that_fails_every_poll_gets_a_few_log_lines_not_one_per_call(caplog):
-    from core_connectors import failed_resource
-
     own = logging.getLogger("acme.flood")
     caplog.set_level(logging.WARNING)
     replies = [failed_resource(_raised(TimeoutError("slow")), "FloodClient", logger=own) for _ in range(20)]

@@ -26,6 +26,7 @@ __all__ = [
     "LOG_LINES",
     "LOG_WINDOW",
     "MAX_MESSAGE",
+    "TASK_FAILURES",
     "LogLimit",
     "error_id",
     "failed_resource",
@@ -122,7 +123,8 @@ def traceback_text(exc: BaseException) -> str:
     return scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))).rstrip()
 
 
-_task_failures = LogLimit(logger=logging.getLogger("core_connectors.connectors"))
+TASK_FAILURES = LogLimit(logger=logging.getLogger("core_connectors.connectors"))
+"""The limit of ``failed_resource``'s log lines: one per process, flushed by the service when it stops."""
 
 
 def failed_resource(
@@ -134,8 +136,8 @@ def failed_resource(
     traceback under the same id, both with secrets scrubbed, at most a few lines per source and type of error
     every ten seconds (the rest are counted)."""
     message = scrub(f"{source} failed: {one_line(error)} (error id {error_id()})")
-    held = _task_failures.admit((source, type(error).__name__))
+    held = TASK_FAILURES.admit((source, type(error).__name__))
     if held is not None:
-        (logger or _task_failures.logger).warning("%s%s\n%s", message, _task_failures.note(held), traceback_text(error))
+        (logger or TASK_FAILURES.logger).warning("%s%s\n%s", message, TASK_FAILURES.note(held), traceback_text(error))
     phase = TaskExecution.RETRYABLE_FAILED if retryable else TaskExecution.FAILED
     return Resource(phase=phase, message=message)

@@ -22,6 +22,7 @@ from flyteidl.service import agent_pb2 as service_pb2
 
 from .._connector import SyncConnectorBase
 from .._errors import SecretNotFound
+from .._failure_log import TASK_FAILURES
 from .._registry import ConnectorRegistry, Registry
 from .._tables import Table, print_tables
 from ..tracing import tracing_enabled
@@ -249,6 +250,7 @@ class ConnectorServer:
             self._watchdog.stop()
         if self.dispatcher is not None:
             self.dispatcher.log_limit.flush()  # the failures whose lines were held back, counted
+        TASK_FAILURES.flush()  # and those of tasks that connectors ended with failed_resource
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.dispatcher is not None and self.executor in self.dispatcher.metrics.pools:
             self.dispatcher.metrics.pools.remove(self.executor)
