@@ -80,6 +80,12 @@ def test_on_metadata_is_signed_and_what_it_names_cannot_be_changed(connector_ser
     assert "k1-0123456789" not in refused(service, forged)
 
 
+@pytest.mark.parametrize("tag", [b"\xff" * 64, b"0" * 63 + b"\xe9", "é".encode() * 32])
+def test_a_tag_of_any_bytes_is_refused_as_a_bad_signature(connector_service, tag):
+    service = connector_service(JobConnector(), metadata_keys=[b"k1-0123456789"])
+    assert "signature does not verify" in refused(service, FLYTEKIT_BYTES + b"\n#hmac-sha256:" + tag)
+
+
 def test_a_signature_is_bound_to_its_task_type(connector_service):
     service = connector_service(JobConnector("job"), JobConnector("other-job"), metadata_keys=[b"k1-0123456789"])
     assert "signature does not verify" in refused(service, create(service, "job"), "other-job")

@@ -45,6 +45,10 @@ def _behave(job_id: str) -> None:
         raise RuntimeError(f"vendor said: bad key {get_connector_secret('vendor_key')}")
     if job_id == "empty":
         raise KeyError
+    if job_id.startswith("pad:"):  # a long message with a secret where it is cut for the reply
+        raise RuntimeError("." * int(job_id[4:]) + f" token {os.environ['TEST_API_TOKEN']}")
+    if job_id == "emoji":  # 12,000 bytes of UTF-8: 36,000 characters once percent-encoded into a header
+        raise RuntimeError("\N{GRINNING FACE}" * 3000)
 
 
 class AsyncDefConnector(AsyncConnectorBase):
@@ -427,6 +431,34 @@ def test_no_secret_reaches_the_caller_or_the_log(service, monkeypatch, caplog):
     assert error.details().count("[redacted]") == 2
     assert "tok-3f9a77c1e2" not in caplog.text and "hunter2-pw-value" not in caplog.text
     assert "login refused" in caplog.text
+
+
+@pytest.mark.parametrize("pad", [1980, 1984, 1987])  # the cut falls 13, 9 and 6 characters into the token
+def test_a_secret_where_a_long_message_is_cut_is_scrubbed_whole(service, monkeypatch, caplog, pad):
+    monkeypatch.setenv("TEST_API_TOKEN", "tok-3f9a77c1e2")
+    error = rpc_error(
+        service.async_stub.GetTask,
+        agent_pb2.GetTaskRequest(task_category=category("async-def"), resource_meta=meta(f"pad:{pad}")),
+    )
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "tok-3f" not in error.details() and "tok-3f" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "request_, code",
+    [
+        (agent_pb2.GetTaskRequest(task_category=category("async-def"), resource_meta=meta("emoji")), "INTERNAL"),
+        (agent_pb2.GetTaskRequest(task_category=category("x" * 20_000), resource_meta=meta("j1")), "NOT_FOUND"),
+        (agent_pb2.GetTaskRequest(task_category=category("\N{GRINNING FACE}" * 5000)), "NOT_FOUND"),
+    ],
+)
+def test_long_error_details_fit_in_the_status(service, request_, code):
+    """Details travel percent-encoded in a header of at most 8 KiB: cut by bytes, the status arrives as it is."""
+    error = rpc_error(service.async_stub.GetTask, request_)
+    assert error.code() == getattr(grpc.StatusCode, code), error.details()
+    assert len(error.details().encode()) < 2100
+    if code != "NOT_FOUND":
+        assert re.search(ERROR_ID, error.details())
 
 
 def test_a_secret_read_from_a_mounted_file_is_scrubbed_too(service, monkeypatch, tmp_path, caplog):

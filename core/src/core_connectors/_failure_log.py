@@ -39,7 +39,10 @@ LOG_LINES = 5
 """Log lines each kind of failure gets per window (``LogLimit``)."""
 LOG_WINDOW = 10.0
 """Seconds of a ``LogLimit`` window."""
-MAX_MESSAGE = 2000  # gRPC details travel in a header, a Resource's message in propeller's events: keep them short
+MAX_MESSAGE = 2000
+"""Bytes (UTF-8) of a message told to a caller. A status's details travel percent-encoded in a header, up to three
+characters per byte, which must stay under gRPC's 8 KiB metadata limit; a Resource's message goes into
+propeller's events."""
 _MAX_KINDS = 256  # kinds are bounded by the connectors served; this bounds them under any traffic
 _OTHER = "other kinds of failure"
 
@@ -109,12 +112,19 @@ def error_id() -> str:
 
 
 def truncate(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " [...]"
+    """``text`` cut at ``MAX_MESSAGE`` bytes of UTF-8 (lone surrogates, which gRPC cannot send, made "?").
+    Scrub before cutting: a secret cut in two is no longer found."""
+    if text.isascii():
+        return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + " [...]"
+    data = text.encode("utf-8", "replace")
+    if len(data) <= MAX_MESSAGE:
+        return data.decode()
+    return data[:MAX_MESSAGE].decode("utf-8", "ignore") + " [...]"
 
 
 def one_line(exc: BaseException) -> str:
-    """``Type: message`` (the message cut at 2,000 characters), or the type alone."""
-    text = truncate(str(exc).strip())
+    """``Type: message``, secrets scrubbed, then cut at ``MAX_MESSAGE`` bytes; or the type alone."""
+    text = truncate(scrub(str(exc).strip()))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -135,7 +145,7 @@ def failed_resource(
     Type: message (error id ...)"``, the log (``logger``, else ``core_connectors.connectors``) has the
     traceback under the same id, both with secrets scrubbed, at most a few lines per source and type of error
     every ten seconds (the rest are counted)."""
-    message = scrub(f"{source} failed: {one_line(error)} (error id {error_id()})")
+    message = f"{truncate(scrub(source))} failed: {one_line(error)} (error id {error_id()})"
     held = TASK_FAILURES.admit((source, type(error).__name__))
     if held is not None:
         (logger or TASK_FAILURES.logger).warning("%s%s\n%s", message, TASK_FAILURES.note(held), traceback_text(error))

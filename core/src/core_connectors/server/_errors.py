@@ -68,7 +68,7 @@ def describe_failure(exc: BaseException, operation: str, task_type: str, limit: 
     """Map ``exc`` to a status, log it under a fresh error id (within ``limit``: a traceback is formatted only
     for a line that is logged) and return what the caller will see."""
     if isinstance(exc, ServiceError) and exc.code == _Code.NOT_FOUND:
-        details = str(exc)  # "Cannot find connector for task type: <name>." as flytekit words it
+        details = truncate(str(exc))  # "Cannot find connector for task type: <name>." as flytekit words it
         held = limit.admit(("NOT_FOUND", operation)) if limit is not None else 0  # any name: one kind
         if held is not None:
             logger.warning("%s%s", details, limit.note(held) if limit is not None else "")
@@ -76,9 +76,9 @@ def describe_failure(exc: BaseException, operation: str, task_type: str, limit: 
 
     code = _code_of(exc)
     cause = exc.__cause__ if isinstance(exc, ServiceError) and exc.__cause__ is not None else exc
-    message = truncate(str(exc)) if isinstance(exc, ServiceError) else one_line(cause)
-    subject = f"{task_type} task" if task_type else "task"
-    details = scrub(f"failed to {operation} {subject} with error: {message} (error id {error_id()})")
+    message = truncate(scrub(str(exc))) if isinstance(exc, ServiceError) else one_line(cause)
+    subject = f"{truncate(scrub(task_type))} task" if task_type else "task"
+    details = f"failed to {operation} {subject} with error: {message} (error id {error_id()})"
     held = limit.admit((code.name, type(cause).__name__, task_type, operation)) if limit is not None else 0
     if held is None:
         return Failure(code, details, HTTP_CODES.get(code, "500"))

@@ -44,7 +44,7 @@ class MetadataSigner:
         self.accept_unsigned = accept_unsigned
 
     def sign(self, meta: bytes, task_type: str, version: int) -> bytes:
-        return meta + MARK + self._tag(self.keys[0], meta, task_type, version).encode()
+        return meta + MARK + self._tag(self.keys[0], meta, task_type, version)
 
     def verify(self, data: bytes, task_type: str, version: int) -> bytes:
         """The metadata without its tag; INVALID_ARGUMENT when the tag is missing (unless allowed) or wrong."""
@@ -57,8 +57,8 @@ class MetadataSigner:
                 "the resource metadata is not signed, and this service accepts only signed metadata "
                 "(a task started before signing was turned on needs --accept-unsigned-metadata)",
             )
-        text = tag.decode("ascii", "replace")
-        if not any(hmac.compare_digest(self._tag(key, meta, task_type, version), text) for key in self.keys):
+        # bytes against bytes: any byte a caller puts in the tag is a mismatch (str would raise on non-ASCII)
+        if not any(hmac.compare_digest(self._tag(key, meta, task_type, version), tag) for key in self.keys):
             raise ServiceError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "the resource metadata's signature does not verify: it was not written by this service for "
@@ -67,9 +67,9 @@ class MetadataSigner:
         return meta
 
     @staticmethod
-    def _tag(key: bytes, meta: bytes, task_type: str, version: int) -> str:
+    def _tag(key: bytes, meta: bytes, task_type: str, version: int) -> bytes:
         message = f"{task_type}\0{version}\0".encode() + meta
-        return hmac.new(key, message, hashlib.sha256).hexdigest()
+        return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
 
 
 def split(data: bytes) -> tuple[bytes, bytes | None]:
