@@ -175,6 +175,46 @@ def test_a_hanging_connector_cannot_starve_a_healthy_one(connector_service):
     assert _failures(service, "hang", "429") - before == 4
 
 
+class FollowingLogsConnector(_Base):
+    """A plain ``def get_logs`` that follows a job's log: each next line blocks until the vendor sends it."""
+
+    name = "Following Logs Connector"
+
+    def __init__(self) -> None:
+        super().__init__("follow")
+        self.release = threading.Event()
+
+    def get(self, resource_meta, **kwargs):
+        return Resource(phase=Phase.RUNNING)
+
+    def get_logs(self, resource_meta, **kwargs):
+        while not self.release.wait(30):
+            yield agent_pb2.GetTaskLogsResponse()
+
+
+def test_streams_that_follow_logs_share_their_connectors_bound(connector_service):
+    """Each step of a plain generator is a call of its connector, within its bound: log streams that wait on a
+    vendor cannot take the threads other connectors need."""
+    following, healthy = FollowingLogsConnector(), HealthyConnector()
+    service = connector_service(following, healthy, threads=4)  # a bound of 2 calls each
+    request = agent_pb2.GetTaskLogsRequest(
+        task_category=agent_pb2.TaskCategory(name="follow"), resource_meta=JobMeta(job_id="j1").encode()
+    )
+    with ThreadPoolExecutor(4) as pool:
+        try:
+            streams = [pool.submit(lambda: list(service.async_stub.GetTaskLogs(request, timeout=20))) for _ in range(4)]
+            time.sleep(0.3)
+            started = time.perf_counter()
+            assert service.async_stub.GetTask(get_request("healthy"), timeout=TIMEOUT).resource.phase == Phase.RUNNING
+            assert time.perf_counter() - started < 1.0
+            time.sleep(1.0)  # past the short wait of the two over the bound
+            refused = [f.exception() for f in streams if f.done()]
+        finally:
+            following.release.set()
+    assert [e.code() for e in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+    assert all("Following Logs Connector is at its limit of 2 concurrent calls" in e.details() for e in refused)
+
+
 def test_a_connector_class_attribute_bounds_its_async_calls(connector_service):
     connector = BoundedAsyncConnector()
     service = connector_service(connector)

@@ -224,7 +224,7 @@ class AsyncConnectorService:
             name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
             result = await self.d.call(connector, "get_logs", resource_meta=meta)
-            async for response in self.d.logs(result):
+            async for response in self.d.logs(connector, result):
                 yield response.SerializeToString()
         except Exception as e:
             await self.d.fail(context, unimplemented(e, name, "get_logs"), name, "get_logs", started, _PROTOCOL)

@@ -144,17 +144,21 @@ class Dispatcher:
                     return await fn(**kwargs) if kind == _ASYNC else fn(**kwargs)
                 finally:
                     bulkhead.leave()
-            await bulkhead.enter()
-            # The slot is freed when the thread is done, not when the caller gives up: a hanging call holds it.
-            # The service's pool runs it in this context: a Flyte 2 connection's secrets go along.
-            future = self.executor.submit(_call_and_leave, bulkhead, fn, kwargs)
-            future.add_done_callback(bulkhead.leave_if_cancelled)
-            result = await asyncio.wrap_future(future)
+            result = await self._in_pool(bulkhead, fn, kwargs)
             if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
                 result = await result
             return result
         finally:
             self.metrics.call_ended(task_type)
+
+    async def _in_pool(self, bulkhead: Bulkhead, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """``fn(**kwargs)`` in the service's pool, holding a slot of ``bulkhead`` until the thread is done (not
+        until the caller gives up: a hanging call holds it). It runs in this context: a Flyte 2 connection's
+        secrets go along."""
+        await bulkhead.enter()
+        future = self.executor.submit(_call_and_leave, bulkhead, fn, kwargs)
+        future.add_done_callback(bulkhead.leave_if_cancelled)
+        return await asyncio.wrap_future(future)
 
     def _bind(self, connector: ConnectorBase) -> Bound:
         category = connector.task_category
@@ -259,15 +263,17 @@ class Dispatcher:
             resource = self.retryable(e, template.type, "do")
         return terminal_resource(resource, template)
 
-    async def logs(self, result: Any, rpc: str = "GetTaskLogs") -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
-        """What get_logs returned as responses: one, or each item of a (sync or async) iterator; each checked,
-        scrubbed and within the size limit."""
+    async def logs(
+        self, connector: ConnectorBase, result: Any, rpc: str = "GetTaskLogs"
+    ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        """What the connector's get_logs returned as responses: one, or each item of a (sync or async) iterator;
+        each checked, scrubbed and within the size limit."""
         if isinstance(result, agent_pb2.GetTaskLogsResponse):
             items: AsyncIterator[Any] = _one(result)
         elif hasattr(result, "__aiter__"):
             items = result
         elif isinstance(result, Iterator) or hasattr(result, "__iter__"):
-            items = self._iterate_in_pool(iter(result))
+            items = self._iterate_in_pool(connector, iter(result))
         else:
             raise TypeError(f"get_logs returned {type(result).__name__}, expected GetTaskLogsResponse(s)")
         async for item in items:
@@ -275,11 +281,13 @@ class Dispatcher:
             self.fits(response, rpc)
             yield response
 
-    async def _iterate_in_pool(self, it: Iterator[Any]) -> AsyncIterator[Any]:
-        """Each ``next`` of a plain generator may block (it is connector code): run it in the pool."""
-        loop = asyncio.get_running_loop()
+    async def _iterate_in_pool(self, connector: ConnectorBase, it: Iterator[Any]) -> AsyncIterator[Any]:
+        """Each ``next`` of a plain generator may block (it is connector code, which may follow a job's logs for
+        as long as it runs): in the pool, within the connector's bulkhead, as its other plain calls."""
+        bulkhead = (self._bound.get(connector) or self._bind(connector)).bulkhead
         done = object()
-        while (item := await loop.run_in_executor(self.executor, next, it, done)) is not done:
+        step = {"it": it, "done": done}
+        while (item := await self._in_pool(bulkhead, _next, step)) is not done:
             yield item
 
     # ---------------------------------------------------------------------------------------- books
@@ -357,6 +365,10 @@ class Bulkhead:
     def leave_if_cancelled(self, future: concurrent.futures.Future[Any]) -> None:
         if future.cancelled():  # never started: _call_and_leave did not run
             self.leave()
+
+
+def _next(it: Iterator[Any], done: object) -> Any:
+    return next(it, done)
 
 
 def _call_and_leave(bulkhead: Bulkhead, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -478,7 +490,7 @@ class AsyncAgentService:
             name, version = _category(request)
             connector, meta = self._optional(name, version, request.resource_meta, "get_logs")
             result = await self.d.call(connector, "get_logs", resource_meta=meta)
-            async for response in self.d.logs(result):
+            async for response in self.d.logs(connector, result):
                 yield response
         except Exception as e:
             await self.d.fail(context, unimplemented(e, name, "get_logs"), name, "get_logs", started)
