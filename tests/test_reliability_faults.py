@@ -99,6 +99,29 @@ def test_a_secret_is_scrubbed_from_everything_a_connector_returns(connector_serv
     assert [list(r.body.results) for r in logs] == [["starting", "auth with [redacted] failed"]]
 
 
+class LeakyIdlConnector(_Base):
+    """Returns flyteidl's own Resource, with the vendor's error code (the key in it) as its agent_error."""
+
+    name = "Leaky Idl Connector"
+
+    def __init__(self) -> None:
+        super().__init__("leaky-idl")
+
+    def get(self, resource_meta, **kwargs):
+        key = get_connector_secret("vendor_api_key")
+        return agent_pb2.Resource(
+            phase=Phase.FAILED, message=f"denied: {key}", agent_error=agent_pb2.AgentError(code=f"401/{key}")
+        )
+
+
+def test_a_secret_is_scrubbed_from_flyteidls_own_resource_too(connector_service, monkeypatch):
+    monkeypatch.setenv("_FSEC_VENDOR_API_KEY", SECRET)
+    service = connector_service(LeakyIdlConnector())
+    resource = service.async_stub.GetTask(get_request("leaky-idl"), timeout=TIMEOUT).resource
+    assert SECRET not in str(resource)
+    assert (resource.message, resource.agent_error.code) == ("denied: [redacted]", "401/[redacted]")
+
+
 # ------------------------------------------------------------------------------------------------ bulkheads
 class HangingConnector(_Base):
     """A vendor that stops answering: every plain ``def get`` blocks until the test lets go."""

@@ -308,6 +308,23 @@ def test_a_sync_connector_is_served_as_async(service):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"\xff\xff not a Resource",
+        agent_pb2.Resource(phase=99, state=agent_pb2.SUCCEEDED).SerializeToString(),  # no such phase
+    ],
+)
+def test_a_stored_sync_result_made_up_by_the_caller_is_invalid_argument(service, stored):
+    request = connector_pb2.GetTaskRequest(
+        resource_meta=_flyte2.SYNC_RESULT_MAGIC + stored, task_category=category("echo")
+    )
+    with pytest.raises(grpc.RpcError) as e:
+        service.v2.GetTask(request, timeout=TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the stored result is not a Resource" in e.value.details()
+
+
 def test_a_sync_result_over_the_limit_is_a_clear_error(service):
     size = _flyte2.SYNC_RESULT_LIMIT + 1
     inputs = common_pb2.Inputs(literals=[common_pb2.NamedLiteral(name="size", value=_int(size))])

@@ -76,15 +76,17 @@ def _sync_result(data: bytes) -> bytes:
     return data
 
 
-def _stored_result(data: bytes) -> agent_pb2.Resource:
+def _stored_result(data: bytes) -> agent_pb2.GetTaskResponse:
+    """The reply to a GetTask of a sync connector: the result its CreateTask stored in the metadata (which, unless
+    metadata is signed, anyone can write: INVALID_ARGUMENT for what this service would not have stored)."""
     if not data.startswith(SYNC_RESULT_MAGIC):
         raise ServiceError(
             _Code.INVALID_ARGUMENT, "the resource metadata is not the result of a CreateTask of a sync connector"
         )
     try:
-        return agent_pb2.Resource.FromString(data[len(SYNC_RESULT_MAGIC) :])
-    except DecodeError as e:
-        raise ServiceError(_Code.INVALID_ARGUMENT, f"the stored result does not parse: {e}") from None
+        return _resource_reply(agent_pb2.Resource.FromString(data[len(SYNC_RESULT_MAGIC) :]))
+    except (DecodeError, ValueError) as e:
+        raise ServiceError(_Code.INVALID_ARGUMENT, f"the stored result is not a Resource: {e}") from None
 
 
 _NO_CONNECTION = contextlib.nullcontext()
@@ -164,7 +166,7 @@ class AsyncConnectorService:
             try:
                 connector = self.d.connector(name, version)
                 if isinstance(connector, SyncConnectorBase):
-                    response = _resource_reply(_stored_result(self.d.verified(connector, request.resource_meta)))
+                    response = _stored_result(self.d.verified(connector, request.resource_meta))
                 else:
                     meta = self.d.decode(connector, request.resource_meta, "get")
                     try:

@@ -47,6 +47,8 @@ def resource_idl(
         if into is not None:
             into.CopyFrom(resource)
             resource = into
+        if resource.HasField("agent_error"):  # its code may echo a vendor's error (only flyteidl's Resource has it)
+            _scrub_field(resource.agent_error, "code")
         return _scrubbed(resource, True, bool(resource.log_links), resource.HasField("custom_info"))
     raise TypeError(f"the connector returned {type(resource).__name__}, expected a Resource")
 
