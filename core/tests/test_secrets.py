@@ -41,6 +41,26 @@ def test_missing_secret_names_where_it_looked(secrets_dir):
     assert isinstance(info.value, KeyError)
 
 
+@pytest.mark.parametrize(
+    "name", ["/proc/self/environ", "../outside", "..", ".", "", "sub/key", "a\\b", "key\0", "/dev/zero"]
+)
+def test_a_name_that_is_a_path_reads_no_file(secrets_dir, name):
+    """A connector may take the name from a task template (the webhook's {secrets.NAME}): only files in the
+    secrets directory are secrets."""
+    (secrets_dir.parent / "outside").write_text("not a secret of the service")
+    (secrets_dir / "sub").mkdir()
+    (secrets_dir / "sub" / "key").write_text("nested")
+    with pytest.raises(SecretNotFound) as info:
+        get_connector_secret(name)
+    assert "is not a secret name" in str(info.value)
+
+
+def test_a_secret_file_is_read_up_to_a_limit(secrets_dir):
+    (secrets_dir / "huge").write_text("x" * (2 << 20))
+    with pytest.raises(SecretNotFound, match="larger than 1 MiB"):
+        get_connector_secret("huge")
+
+
 def test_scrub_replaces_every_secret_handed_out_and_secret_looking_variables(secrets_dir, monkeypatch):
     (secrets_dir / "api_key").write_text("file-secret-value")
     monkeypatch.setenv("MY_SERVICE_PASSWORD", "env-password-value")

@@ -70,11 +70,18 @@ def current_connection() -> Connection | None:
     return _connection.get()
 
 
+_MAX_SECRET_FILE = 1 << 20  # bytes: a key, a token, a service account's JSON or a certificate chain fit many times
+
+
 def get_connector_secret(secret_key: str) -> str:
     """Return the secret ``secret_key``, stripped of surrounding whitespace.
 
-    Raises ``SecretNotFound`` naming the variable and the file it looked at, never a value.
+    Raises ``SecretNotFound`` naming the variable and the file it looked at, never a value; and for a key that
+    is not a name (empty, ``.``/``..``, or holding ``/``, ``\\`` or NUL): a connector may pass a name that comes
+    from a task template, which must not read files outside the secrets directory.
     """
+    if not secret_key or secret_key in (".", "..") or any(c in secret_key for c in "/\\\0"):
+        raise SecretNotFound(f"{secret_key!r} is not a secret name: a name has no '/', '\\' or NUL and is not . or ..")
     connection = _connection.get()
     if connection is not None and secret_key in connection.secrets:
         return connection.secrets[secret_key].strip()
@@ -89,9 +96,13 @@ def get_connector_secret(secret_key: str) -> str:
     path = os.path.join(base_dir, f"{file_prefix}{secret_key.lower()}")  # os.path: pathlib costs 6 ms of import
     try:
         with open(path, encoding="utf-8") as f:
-            return _remember(f.read().strip())
+            value = f.read(_MAX_SECRET_FILE + 1)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         pass
+    else:
+        if len(value) > _MAX_SECRET_FILE:
+            raise SecretNotFound(f"secret {secret_key!r}: the file {path} is larger than 1 MiB")
+        return _remember(value.strip())
     raise SecretNotFound(
         f"secret {secret_key!r} not found: set the environment variable {env_var} or mount the file {path}"
     )
