@@ -75,7 +75,9 @@ def stand_in():
 
 @pytest.fixture
 def secret_env(monkeypatch):
+    """The secret mounted, and named by the operator as one webhooks may send."""
     monkeypatch.setenv(f"_FSEC_{SECRET_NAME.upper()}", SECRET)
+    monkeypatch.setenv("CORE_CONNECTORS_WEBHOOK_SECRETS", SECRET_NAME)
     return SECRET
 
 

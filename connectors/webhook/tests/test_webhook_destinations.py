@@ -57,6 +57,29 @@ def test_metadata_addresses_open_only_when_allowed_explicitly(allow, host, addre
     DestinationPolicy.from_rules(allow=allow).check(host, ips(address))  # no error
 
 
+@pytest.mark.parametrize("allow", [".example.com", "*.example.com"])
+def test_a_domain_rule_does_not_open_the_metadata_service(allow):
+    """Whoever controls a subdomain's DNS can point it at the metadata service: only an exact name opens it."""
+    policy = DestinationPolicy.from_rules(allow=allow)
+    policy.check("hooks.example.com", ips("93.184.215.14"))  # the rule still admits the domain
+    with pytest.raises(DestinationDenied, match="metadata"):
+        policy.check("rebind.example.com", ips("169.254.169.254"))
+
+
+@pytest.mark.parametrize("address", ["fd20:ce::254", "100.100.100.200", "192.0.0.192"])
+def test_other_clouds_metadata_addresses_are_denied_too(address):
+    with pytest.raises(DestinationDenied, match="cloud metadata address"):
+        DestinationPolicy().check("h", ips(address))
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254"])
+def test_a_nat64_address_is_judged_as_the_ipv4_address_it_reaches(address):
+    with pytest.raises(DestinationDenied, match="169.254.169.254"):
+        DestinationPolicy().check("h", ips(address))
+    with pytest.raises(DestinationDenied, match="denied network 10.0.0.0/8"):
+        DestinationPolicy.from_rules(deny="10.0.0.0/8").check("h", ips("64:ff9b::10.1.2.3"))
+
+
 def test_deny_by_name_domain_and_network():
     policy = DestinationPolicy.from_rules(deny="localhost, *.internal.example .corp.example 10.0.0.0/8")
     with pytest.raises(DestinationDenied, match=r"localhost is denied by the rule 'localhost'"):

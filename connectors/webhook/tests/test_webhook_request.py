@@ -86,6 +86,13 @@ def test_inputs_are_shown_as_flytekit_shows_them():
     }
 
 
+def test_a_dict_input_holding_bytes_fails_only_where_a_placeholder_uses_it():
+    inputs, types = {"blob": {"raw": b"\x00\x01"}, "s": "x"}, {"blob": dict, "s": str}
+    assert build(inputs, types, url="http://h/{inputs.s}").url == "http://h/x"
+    with pytest.raises(TemplateError, match=r"\{inputs.blob\}: the input does not convert to JSON text"):
+        build(inputs, types, url="http://h/{inputs.blob}")
+
+
 def test_a_dotted_placeholder_reaches_into_a_map_input():
     request = build({"m": {"k": "v"}}, {"m": dict[str, str]}, url="http://h/{inputs.m.k}")
     assert request.url == "http://h/v"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import tracemalloc
 
 import pytest
 from flyteidl.admin import agent_pb2
@@ -179,8 +180,8 @@ def test_a_missing_input_fails_naming_it(service, stand_in, template):
 
 
 def test_secrets_go_out_in_headers_and_url_but_never_come_back(
-    service, stand_in, template, secret_env, caplog, monkeypatch
-):
+    secret_env, service, stand_in, template, caplog, monkeypatch
+):  # secret_env first: the connector reads the secrets it may send when it is made
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("CORE_CONNECTORS_WEBHOOK_UNUSED", "x")  # the environment is otherwise as usual
 
@@ -207,7 +208,7 @@ def test_secrets_go_out_in_headers_and_url_but_never_come_back(
     assert not [r for r in ours if SECRET in r.getMessage()]
 
 
-def test_a_failed_call_with_a_secret_does_not_echo_it(service, stand_in, template, secret_env, caplog):
+def test_a_failed_call_with_a_secret_does_not_echo_it(secret_env, service, stand_in, template, caplog):
     caplog.set_level(logging.DEBUG)
     stand_in.expect_request("/hook").respond_with_handler(
         lambda request: Response("bad token " + request.headers["X-Token"], status=401)
@@ -219,12 +220,95 @@ def test_a_failed_call_with_a_secret_does_not_echo_it(service, stand_in, templat
     assert not [r for r in ours_only(caplog) if SECRET in r.getMessage()]
 
 
-def test_a_missing_secret_fails_naming_where_it_was_looked_for(service, stand_in, template):
+def test_a_missing_secret_fails_naming_where_it_was_looked_for(connector_service, make_connector, stand_in, template):
+    service = connector_service(make_connector(secrets=["no_such_secret"]))
     tt = template(url=stand_in.url_for("/hook"), headers={"X-Token": "{secrets.no_such_secret}"})
     resource = execute(service, tt)
     assert resource.phase == TaskExecution.FAILED
     assert "_FSEC_NO_SUCH_SECRET" in resource.message
     assert not stand_in.log
+
+
+@pytest.mark.parametrize("name", ["openai_api_key", "metadata_signing_keys", "/proc/self/environ", "sub/key"])
+def test_only_secrets_the_operator_names_go_out(secret_env, service, stand_in, template, monkeypatch, name):
+    """Whoever registers a task chooses where it goes: the service's other secrets (a vendor's key, the metadata
+    signing keys, any file) are not theirs to send."""
+    monkeypatch.setenv("_FSEC_OPENAI_API_KEY", "sk-not-for-webhooks-123")
+    tt = template(url=stand_in.url_for("/hook"), headers={"X-Token": "{secrets." + name + "}"})
+    resource = execute(service, tt)
+    assert resource.phase == TaskExecution.FAILED
+    assert f"the secret {name!r} is not one that webhooks may send" in resource.message
+    assert "CORE_CONNECTORS_WEBHOOK_SECRETS" in resource.message
+    assert not stand_in.log
+
+
+def test_a_template_cannot_set_the_host_header(service, stand_in, template):
+    """The outbound rules judge the url's host; a Host header would send the request elsewhere behind a proxy."""
+    tt = template(url=stand_in.url_for("/hook"), headers={"host": "admin.internal"})
+    resource = execute(service, tt)
+    assert resource.phase == TaskExecution.FAILED
+    assert "headers may not set Host" in resource.message
+    assert not stand_in.log
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", lambda text: _gzip(text)),
+        ("deflate", lambda text: __import__("zlib").compress(text)),  # with zlib's header
+        ("deflate", lambda text: __import__("zlib").compress(text, wbits=-15)),  # without, as some servers send it
+    ],
+)
+def test_a_compressed_answer_is_read(service, stand_in, template, encoding, body):
+    stand_in.expect_request("/hook").respond_with_data(body(b"done " * 100), headers={"Content-Encoding": encoding})
+    resource = execute(service, template(url=stand_in.url_for("/hook")))
+    assert resource.phase == TaskExecution.SUCCEEDED, resource.message
+    assert info_of(resource)["response_data"] == "done " * 100
+    ((request, _),) = stand_in.log
+    assert request.headers["Accept-Encoding"] == "gzip, deflate"  # only what is read within the limit
+
+
+def test_a_compression_bomb_is_inflated_only_as_far_as_the_limit(connector_service, make_connector, stand_in, template):
+    service = connector_service(make_connector(max_response_bytes=1000))
+    bomb = _gzip(b"\0" * (64 << 20))  # 64 MiB of zeros in 64 kB
+    stand_in.expect_request("/bomb").respond_with_data(bomb, headers={"Content-Encoding": "gzip"})
+    stand_in.expect_request("/warm").respond_with_data("ok")
+    assert execute(service, template(url=stand_in.url_for("/warm"))).phase == TaskExecution.SUCCEEDED  # imports
+    tracemalloc.start()  # the service runs in this process: what it inflates is counted
+    try:
+        resource = execute(service, template(url=stand_in.url_for("/bomb")))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert resource.phase == TaskExecution.SUCCEEDED, resource.message
+    info = info_of(resource)
+    assert info["response_data"] == "\0" * 1000 and info["response_truncated"] is True
+    assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB at the peak"  # httpx inflates a 64 KiB chunk to 64 MiB
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "br", "zstd"])
+def test_an_encoding_the_connector_did_not_offer_fails_the_task(service, stand_in, template, encoding):
+    """Stacked gzip inflates a whole chunk at once in httpx (kilobytes into gigabytes): refused, not decoded."""
+    stand_in.expect_request("/hook").respond_with_data(
+        _gzip(_gzip(b"x" * 1000)), headers={"Content-Encoding": encoding}
+    )
+    resource = execute(service, template(url=stand_in.url_for("/hook")))
+    assert resource.phase == TaskExecution.FAILED
+    assert f"Content-Encoding {encoding!r} is not one the webhook connector reads" in resource.message
+
+
+@pytest.mark.parametrize("charset", ["base64", "hex", "rot13", "no-such-charset"])
+def test_a_charset_that_is_not_a_text_encoding_is_read_as_utf8(service, stand_in, template, charset):
+    stand_in.expect_request("/hook").respond_with_data("ok ✓", content_type=f"text/plain; charset={charset}")
+    resource = execute(service, template(url=stand_in.url_for("/hook")))
+    assert resource.phase == TaskExecution.SUCCEEDED, resource.message
+    assert info_of(resource)["response_data"] == "ok ✓"
 
 
 def test_a_large_body_is_cut_at_the_limit(connector_service, make_connector, stand_in, template):
@@ -337,12 +421,13 @@ def test_core_connectors_serve_as_a_process(stand_in, template, tmp_path):
     env = {
         **os.environ,
         "_FSEC_WEBHOOK_TOKEN": SECRET,
+        "CORE_CONNECTORS_WEBHOOK_SECRETS": "",  # the flag below names it
         "CORE_CONNECTORS_WEBHOOK_DENY": "127.0.0.2",
         "CORE_CONNECTORS_DISABLE": "",
     }
     log_path = tmp_path / "serve.log"
     argv = [sys.executable, "-m", "core_connectors", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--prometheus-port", "0", "--log-level", "DEBUG"]
+    argv += ["--prometheus-port", "0", "--log-level", "DEBUG", "--webhook-secret", "webhook_token"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -441,6 +526,7 @@ def test_serve_help_lists_the_webhook_flags_with_their_variables():
     for flag, variable in [
         ("--webhook-allow RULE", "CORE_CONNECTORS_WEBHOOK_ALLOW"),
         ("--webhook-deny RULE", "CORE_CONNECTORS_WEBHOOK_DENY"),
+        ("--webhook-secret NAME", "CORE_CONNECTORS_WEBHOOK_SECRETS"),
         ("--webhook-max-response-bytes N", "CORE_CONNECTORS_WEBHOOK_MAX_RESPONSE_BYTES"),
     ]:
         assert flag in text and f"[env var: {variable}]" in text

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from core_connectors import ServeOption, hookimpl
 
-from .connector import MAX_RESPONSE_BYTES_ENV, WebhookConnector
+from .connector import MAX_RESPONSE_BYTES_ENV, SECRETS_ENV, WebhookConnector
 from .destinations import ALLOW_ENV, DENY_ENV, DestinationDenied, DestinationPolicy
 
 if TYPE_CHECKING:
@@ -32,13 +32,21 @@ def provide_connectors() -> list[WebhookConnector]:
 
 @hookimpl
 def serve_options() -> list[ServeOption]:
-    """``core-connectors serve --webhook-allow/--webhook-deny/--webhook-max-response-bytes``."""
+    """``core-connectors serve --webhook-allow/--webhook-deny/--webhook-secret/--webhook-max-response-bytes``."""
     rule = "a host name, .domain, address or network (repeatable; commas also separate rules)"
     return [
         ServeOption(
             "--webhook-allow", ALLOW_ENV, f"Where webhooks may go, if set: {rule}.", multiple=True, metavar="RULE"
         ),
         ServeOption("--webhook-deny", DENY_ENV, f"Where webhooks may not go: {rule}.", multiple=True, metavar="RULE"),
+        ServeOption(
+            "--webhook-secret",
+            SECRETS_ENV,
+            "A connector secret that {secrets.NAME} in a webhook's url or headers may fill (repeatable; none if"
+            " unset).",
+            multiple=True,
+            metavar="NAME",
+        ),
         ServeOption(
             "--webhook-max-response-bytes",
             MAX_RESPONSE_BYTES_ENV,

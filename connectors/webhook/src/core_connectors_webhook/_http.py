@@ -16,7 +16,8 @@ import ipaddress
 import logging
 import socket
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ __all__ = ["MAX_REDIRECTS", "Clients", "GuardedBackend", "Reply", "exchange"]
 
 MAX_REDIRECTS = 5
 """Hops followed when a task sets ``follow_redirects``; one more is a failure."""
+ACCEPT_ENCODING = "gzip, deflate"
+"""The encodings offered: those ``_read_text`` decodes within its limit (one layer of either)."""
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -160,7 +163,12 @@ class Clients:
         if client is None:
             _scrub_httpx_logs()
             # trust_env=False: a proxy from the environment would take the connection past the checks.
-            client = httpx.AsyncClient(transport=_Transport(self._backend), trust_env=False, follow_redirects=False)
+            client = httpx.AsyncClient(
+                transport=_Transport(self._backend),
+                trust_env=False,
+                follow_redirects=False,
+                headers={"Accept-Encoding": ACCEPT_ENCODING},
+            )
             self._by_loop[loop] = client
         return client
 
@@ -211,11 +219,16 @@ async def exchange(
 
 
 async def _read_text(response: httpx.Response, max_bytes: int) -> tuple[str, bool]:
-    """The body as text, as httpx's ``response.text`` decodes it, but never more than ``max_bytes``."""
-    decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+    """The body as text (in its Content-Type's charset when that is a text encoding, else UTF-8) and whether it
+    was cut: never more than ``max_bytes`` of it, decompressed included. httpx's own decoders inflate a whole
+    chunk at once (20 kB of gzip inside gzip makes gigabytes), so the raw bytes are inflated here, as far as
+    the limit."""
+    inflate = _inflater(response)
+    decoder = codecs.getincrementaldecoder(_text_encoding(response.charset_encoding))(errors="replace")
     parts: list[str] = []
     left = max_bytes
-    async for chunk in response.aiter_bytes():
+    async for raw in response.aiter_raw():
+        chunk = inflate(raw, left + 1)
         if len(chunk) > left:
             parts.append(decoder.decode(chunk[:left]))
             return "".join(parts), True
@@ -223,6 +236,57 @@ async def _read_text(response: httpx.Response, max_bytes: int) -> tuple[str, boo
         left -= len(chunk)
     parts.append(decoder.decode(b"", final=True))
     return "".join(parts), False
+
+
+def _text_encoding(charset: str | None) -> str:
+    try:
+        codec = codecs.lookup(charset or "utf-8")
+    except LookupError:
+        return "utf-8"
+    # base64, hex, rot13 and the like are codecs too, but not of text: the body is then read as UTF-8
+    return codec.name if getattr(codec, "_is_text_encoding", True) else "utf-8"
+
+
+def _inflater(response: httpx.Response) -> Callable[[bytes, int], bytes]:
+    """``inflate(data, limit)``: the next at most ``limit`` bytes of the body from its raw ``data``."""
+    header = response.headers.get("content-encoding", "")
+    layers = [e.strip().lower() for e in header.split(",") if e.strip().lower() not in ("", "identity")]
+    if not layers:
+        return _as_is
+    if len(layers) > 1 or layers[0] not in ("gzip", "x-gzip", "deflate"):
+        raise httpx.DecodingError(
+            f"the response's Content-Encoding {header!r} is not one the webhook connector reads ({ACCEPT_ENCODING})",
+            request=response.request,
+        )
+    return _Inflate(gzip=layers[0] != "deflate", request=response.request)
+
+
+def _as_is(data: bytes, limit: int) -> bytes:
+    return data
+
+
+class _Inflate:
+    """One layer of gzip or deflate, inflated no further than asked; "deflate" with or without zlib's header,
+    as servers send it either way (httpx reads both too)."""
+
+    def __init__(self, gzip: bool, request: httpx.Request) -> None:
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
+        self._headerless = not gzip  # may still turn out to be raw deflate, on the first bytes
+        self._request = request
+
+    def __call__(self, data: bytes, limit: int) -> bytes:
+        try:
+            try:
+                return self._inflate.decompress(data, limit)
+            except zlib.error:
+                if not self._headerless:
+                    raise
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self._inflate.decompress(data, limit)
+            finally:
+                self._headerless = False
+        except zlib.error as e:
+            raise httpx.DecodingError(f"the response body does not inflate: {e}", request=self._request) from None
 
 
 class _ScrubFilter(logging.Filter):

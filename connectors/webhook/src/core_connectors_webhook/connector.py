@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flyteidl.core.execution_pb2 import TaskExecution
 
-from core_connectors import Resource, SecretNotFound, SyncConnectorBase
+from core_connectors import Resource, SecretNotFound, SyncConnectorBase, get_connector_secret
 from core_connectors.literals import literal_type_for, python_to_literal_map
 from core_connectors.secrets import scrub
 
@@ -27,13 +27,23 @@ if TYPE_CHECKING:
 
     from ._http import Clients
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "MAX_RESPONSE_BYTES_ENV", "SUCCESS_MESSAGE", "TASK_TYPE", "WebhookConnector"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "MAX_RESPONSE_BYTES_ENV",
+    "SECRETS_ENV",
+    "SUCCESS_MESSAGE",
+    "TASK_TYPE",
+    "WebhookConnector",
+]
 
 TASK_TYPE = "webhook"
 SUCCESS_MESSAGE = "Webhook was successfully invoked!"  # flytekit's words
 MAX_RESPONSE_BYTES_ENV = "CORE_CONNECTORS_WEBHOOK_MAX_RESPONSE_BYTES"
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 """Bytes of a response body kept in ``info``; the rest is not read (the reply must fit a gRPC message)."""
+SECRETS_ENV = "CORE_CONNECTORS_WEBHOOK_SECRETS"
+"""Comma- or space-separated names of the connector secrets a webhook's ``{secrets.NAME}`` may fill; unset or
+empty: none. Whoever registers a task chooses where it goes, so the operator chooses which secrets may go."""
 EXCERPT_CHARS = 500
 """Characters of a failed response's body quoted in the task's message."""
 
@@ -41,9 +51,10 @@ _INFO_TYPES = {"info": literal_type_for(dict)}  # what flytekit's WebhookTask de
 
 
 class WebhookConnector(SyncConnectorBase):
-    """``allow``/``deny`` (rules as in ``destinations``) and ``max_response_bytes`` each default to the
-    environment (``CORE_CONNECTORS_WEBHOOK_ALLOW``, ``_DENY``, ``_MAX_RESPONSE_BYTES``); ``network_backend``
-    (an httpcore backend) opens the sockets once the destination passed the checks."""
+    """``allow``/``deny`` (rules as in ``destinations``), ``secrets`` (the names ``{secrets.NAME}`` may fill)
+    and ``max_response_bytes`` each default to the environment (``CORE_CONNECTORS_WEBHOOK_ALLOW``, ``_DENY``,
+    ``_SECRETS``, ``_MAX_RESPONSE_BYTES``); ``network_backend`` (an httpcore backend) opens the sockets once the
+    destination passed the checks."""
 
     name = "Webhook Connector"
 
@@ -52,11 +63,16 @@ class WebhookConnector(SyncConnectorBase):
         *,
         allow: str | Iterable[str] | None = None,
         deny: str | Iterable[str] | None = None,
+        secrets: str | Iterable[str] | None = None,
         max_response_bytes: int | None = None,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         super().__init__(task_type_name=TASK_TYPE)
         self.policy = DestinationPolicy.from_env(allow, deny)
+        if secrets is None:
+            secrets = os.environ.get(SECRETS_ENV, "")
+        names = secrets.replace(",", " ").split() if isinstance(secrets, str) else list(secrets)
+        self.secrets = frozenset(name.strip().lower() for name in names if name.strip())
         self.max_response_bytes = max_response_bytes if max_response_bytes is not None else _max_bytes_from_env()
         if self.max_response_bytes < 1:
             raise ValueError(f"max_response_bytes must be at least 1, got {self.max_response_bytes}")
@@ -74,10 +90,18 @@ class WebhookConnector(SyncConnectorBase):
 
     async def do(self, task_template: Any, output_prefix: str = "", inputs: Any = None, **kwargs: Any) -> Resource:
         try:
-            request = webhook_request(task_template, inputs)
+            request = webhook_request(task_template, inputs, self._secret)
         except (TemplateError, SecretNotFound) as e:
             return _failed(TaskExecution.FAILED, f"Webhook task is not valid: {e}")
         return await self._send(request)
+
+    def _secret(self, name: str) -> str:
+        if name.lower() not in self.secrets:
+            raise TemplateError(
+                f"{{secrets.{name}}}: the secret {name!r} is not one that webhooks may send "
+                f"(the operator lists those in {SECRETS_ENV} or with --webhook-secret)"
+            )
+        return get_connector_secret(name)
 
     async def _send(self, request: WebhookRequest) -> Resource:
         import asyncio  # here, like httpx: `core-connectors list` loads the plugin and needs neither

@@ -6,9 +6,12 @@ by its name and by every address the name resolves to, before any connection is 
 
 1. a destination that a deny rule matches (by name, or any of its addresses) is denied;
 2. when allow rules are set, a destination must match one (by name, or each of its addresses);
-3. link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254) are denied unless
-   allowed explicitly: by the destination's name, or by a network that lies inside the built-in one
-   (allowing ``0.0.0.0/0`` does not open the metadata service).
+3. link-local and cloud metadata addresses (``BUILTIN_DENIED``) are denied unless allowed explicitly: by the
+   destination's exact host name, or by a network that lies inside the built-in one (allowing ``0.0.0.0/0``
+   does not open the metadata service, nor does a domain rule: anyone can point a subdomain's DNS at it).
+
+An address is judged as the IPv4 address it carries when it is IPv4-mapped (``::ffff:a.b.c.d``) or in the
+NAT64 well-known prefix (``64:ff9b::a.b.c.d``), which reach that IPv4 address.
 
 This module imports no HTTP client, so the policy can be built and checked anywhere.
 """
@@ -32,10 +35,14 @@ Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BUILTIN_DENIED: tuple[Network, ...] = (
-    ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local; 169.254.169.254 is AWS, GCP and Azure metadata
+    ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local; 169.254.169.254: AWS, GCP, Azure, OCI metadata
     ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
     ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
+    ipaddress.ip_network("fd20:ce::254/128"),  # GCP metadata over IPv6
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata
+    ipaddress.ip_network("192.0.0.192/32"),  # Oracle Cloud metadata (the older address)
 )
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class DestinationDenied(Exception):
@@ -116,6 +123,7 @@ class DestinationPolicy:
         if not addresses:
             raise DestinationDenied(f"{name} resolved to no address")
         allowed_by_name = self.allow.name_rule(name) is not None
+        named_exactly = name in self.allow.names
         for address in map(_unmapped, addresses):
             network = self.deny.network_of(address)
             if network is not None:
@@ -123,7 +131,7 @@ class DestinationPolicy:
             if self.allow and not allowed_by_name and self.allow.network_of(address) is None:
                 raise DestinationDenied(f"{name} ({address}) matches none of the allowed destinations ({ALLOW_ENV})")
             builtin = next((n for n in BUILTIN_DENIED if address in n), None)
-            if builtin is not None and not allowed_by_name and not self._explicitly_allowed(address, builtin):
+            if builtin is not None and not named_exactly and not self._explicitly_allowed(address, builtin):
                 raise DestinationDenied(
                     f"{name} resolves to {address}, a link-local or cloud metadata address ({builtin}), "
                     f"which webhooks may not reach unless {ALLOW_ENV} names it"
@@ -150,7 +158,11 @@ def _normal_name(host: str) -> str:
 
 
 def _unmapped(address: Address) -> Address:
-    """``::ffff:169.254.169.254`` is 169.254.169.254 to the kernel, and so to the rules."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """``::ffff:169.254.169.254`` is 169.254.169.254 to the kernel, and ``64:ff9b::169.254.169.254`` to a NAT64
+    gateway: so to the rules."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address

@@ -84,6 +84,8 @@ def webhook_request(
     def keep(name: str) -> str:
         return "{secrets." + name + "}"
 
+    if any(str(name).strip().lower() == "host" for name in headers):
+        raise TemplateError("headers may not set Host: the outbound rules judge the url's host, which Host names")
     secret_headers = set()
     filled_headers = {}
     for name, value in headers.items():
@@ -180,7 +182,10 @@ def _shown(literal: literals_pb2.Literal) -> Any:
             return scalar.error.message
         if scalar_kind == "binary":
             if scalar.binary.tag == MSGPACK_TAG:
-                return json.dumps(literal_to_python(literal))
+                try:
+                    return json.dumps(literal_to_python(literal))
+                except (TypeError, ValueError) as e:  # bytes inside: an error only if a placeholder uses it
+                    return _Unusable(f"the input does not convert to JSON text: {e}")
             return base64.b64encode(scalar.binary.value).decode("ascii")
     try:
         value = literal_to_python(literal)
