@@ -32,17 +32,17 @@ SETTINGS = SerializationSettings(image_config=ImageConfig.from_images("ghcr.io/f
 
 
 @dataclass
-class DirConfig:
-    """A flytekit SensorConfig: the FileSensor's storage options, rooting a dir:// filesystem."""
+class StoreConfig:
+    """A flytekit SensorConfig: storage options for the FileSensor."""
 
-    path: str
-    target_protocol: str = "file"
+    anon: bool | None = None
+    endpoint_url: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> DirConfig:
+    def from_dict(cls, d: dict) -> StoreConfig:
         return cls(**d)
 
 
@@ -123,17 +123,18 @@ def test_metadata_written_by_flytekits_engine_is_polled_by_ours(service, tmp_pat
     assert SensorMetadata.decode(meta).encode() == meta
 
 
-def test_sensor_config_is_honoured(service, tmp_path):
-    (tmp_path / "sub").mkdir()
-    template = flytekit_template(sensor_config=DirConfig(path=str(tmp_path)))
-    assert json.loads(create(service, template, "dir://sub/f"))["sensor_config"] == {
-        "path": str(tmp_path),
-        "target_protocol": "file",
-    }
-    meta = create(service, template, "dir://sub/f")
+def test_sensor_config_is_honoured_within_the_options_allowed(service, tmp_path):
+    anon = flytekit_template(sensor_config=StoreConfig(anon=True))
+    meta = create(service, anon, str(tmp_path / "f"))
+    assert json.loads(meta)["sensor_config"] == {"anon": True, "endpoint_url": None}
     assert get(service, meta).phase == TE.RUNNING
-    (tmp_path / "sub" / "f").touch()
-    assert get(service, meta).phase == TE.SUCCEEDED  # rooted at the configured path: the option reached fsspec
+    (tmp_path / "f").touch()
+    assert get(service, meta).phase == TE.SUCCEEDED
+
+    elsewhere = flytekit_template(sensor_config=StoreConfig(endpoint_url="https://attacker.invalid"))
+    resource = get(service, create(service, elsewhere, "s3://bucket/key"))
+    assert resource.phase == TE.FAILED
+    assert resource.message.startswith("FileSensor failed: ValueError: sensor_config option 'endpoint_url' refused")
 
 
 def test_metadata_naming_an_arbitrary_module_imports_nothing(service, tmp_path, monkeypatch):

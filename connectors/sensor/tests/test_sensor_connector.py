@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import http.server
 import json
 import socket
 import subprocess
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -280,11 +282,108 @@ def test_file_sensor_on_local_files(tmp_path):
     assert sensor.awaiting(path="s3://b/k") == "waiting for s3://b/k to exist"
 
 
-def test_file_sensor_passes_sensor_config_to_fsspec(tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "x").touch()
-    sensor = FileSensor({"path": str(tmp_path), "target_protocol": "file"})  # a dir:// filesystem rooted there
-    assert sensor.poke("dir://sub/x") and not sensor.poke("dir://sub/y")
+@pytest.fixture
+def loopback_web():
+    """A web server on a loopback port that answers 404 to everything: its URL, and the requests it got as
+    (method, path, Authorization header)."""
+    requests: list[tuple[str, str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            requests.append((self.command, self.path, self.headers.get("Authorization")))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_POST = do_PUT = answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture
+def aws_credentials(tmp_path, monkeypatch):
+    """Credentials of the service's own AWS identity (fake), and no other place botocore could look."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASERVICEOWN")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "service-secret-access-key")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def poke_file_sensor(path: str, config: dict | None = None):
+    """GetTask of a flytekit FileSensor task, served by the installed sensors."""
+    return SensorConnector().get(SensorMetadata("flytekit.sensor.file_sensor", "FileSensor", config, {"path": path}))
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_web_path_is_refused(loopback_web, scheme):
+    url, requests = loopback_web
+    resource = poke_file_sensor(url.replace("http", scheme, 1) + "/latest/meta-data/iam/security-credentials/")
+    assert resource.phase == TE.FAILED
+    assert f"FileSensor failed: ValueError: a FileSensor does not check '{scheme}://127.0.0.1" in resource.message
+    assert "it checks local paths, file://, s3://, s3a://, gs://, gcs://, abfs://, abfss://, az:// only" in (
+        resource.message
+    )
+    assert requests == []  # not even asked
+
+
+def test_a_chained_url_is_refused(tmp_path):
+    (tmp_path / "there").touch()  # fsspec would find it, through a cache in front of the local filesystem
+    resource = poke_file_sensor(f"simplecache::file://{tmp_path}/there")
+    assert resource.phase == TE.FAILED
+    assert "chains filesystems ('::'), which a FileSensor does not check" in resource.message
+
+
+@pytest.mark.network
+def test_endpoint_url_is_refused(loopback_web, aws_credentials):
+    url, requests = loopback_web
+    resource = poke_file_sensor("s3://bucket/key", {"endpoint_url": url})
+    assert resource.phase == TE.FAILED
+    assert "sensor_config option 'endpoint_url' refused: a FileSensor task may set only anon and requester_pays" in (
+        resource.message
+    )
+    assert "FSSPEC_<PROTOCOL>_<OPTION> (e.g. FSSPEC_S3_ENDPOINT_URL=http://minio:9000)" in resource.message
+    assert requests == []  # before: a HEAD signed "Credential=AKIASERVICEOWN/..." sent to the task's endpoint
+
+
+def test_every_other_sensor_config_option_is_refused(tmp_path):
+    path = str(tmp_path / "f")  # local: nothing would reach the network even if an option got through
+    for key in ("key", "secret", "token", "client_kwargs", "config_kwargs", "protocol", "file", "target_protocol"):
+        resource = poke_file_sensor(path, {key: "x", "anon": True})
+        assert resource.phase == TE.FAILED and f"sensor_config option {key!r} refused" in resource.message
+    resource = poke_file_sensor(path, {"anon": "yes"})
+    assert resource.phase == TE.FAILED and "'anon' must be true or false" in resource.message
+
+
+@pytest.mark.network
+def test_anon_checks_without_the_services_credentials(loopback_web, aws_credentials, monkeypatch):
+    import fsspec.config
+
+    url, requests = loopback_web
+    operator: dict = {}  # the operator's storage options, as fsspec reads them from its variables at import
+    fsspec.config.set_conf_env(operator, {"FSSPEC_S3_ENDPOINT_URL": url, "FSSPEC_S3_KEY": "AKIAOPERATOR"})
+    monkeypatch.setitem(fsspec.config.conf, "s3", {**operator["s3"], "secret": "operator-secret"})
+
+    assert poke_file_sensor("s3://bucket/key").phase == TE.RUNNING  # 404: not there yet
+    assert requests and all(auth and "Credential=AKIAOPERATOR/" in auth for _, _, auth in requests)
+    requests.clear()
+    assert poke_file_sensor("s3://bucket/key", {"anon": True, "requester_pays": None}).phase == TE.RUNNING
+    assert requests and all(auth is None for _, _, auth in requests)  # unsigned, at the operator's endpoint
+
+    gcs, _ = FileSensor({"anon": True}).filesystem("gs://bucket/key")  # the client only: nothing is sent
+    assert gcs.credentials.method == "anon"  # gcsfs has no anon option: it takes token="anon"
 
 
 @pytest.mark.parametrize(
