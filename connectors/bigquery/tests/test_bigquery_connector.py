@@ -15,6 +15,7 @@ from core_connectors import ConnectorRegistry, RetryableFailure
 from core_connectors.literals import literal_map_to_python
 from core_connectors.testing import modules_after_discovery
 from core_connectors_bigquery import BigQueryConnector, BigQueryMetadata, _gcp
+from core_connectors_bigquery.connector import job_id_for
 from core_connectors_bigquery.testing import make_inputs, make_metadata, make_template
 
 pytestmark = pytest.mark.network
@@ -260,7 +261,124 @@ def test_a_refused_job_fails_the_task_with_bigquerys_message(fake_bq) -> None:
     meta = connector.create(make_template(), "", None, make_metadata())
     resource = connector.get(meta)
     assert resource.phase == TaskExecution.FAILED
-    assert "400 BadRequest" in resource.message and "scripted invalid" in resource.message
+    assert resource.message.startswith("BigQuery jobs.insert failed: BadRequest: 400 ")
+    assert "scripted invalid" in resource.message
+
+
+def test_a_job_that_cannot_be_adopted_fails_the_task(fake_bq) -> None:
+    """The insert meets the job of an earlier CreateTask (409), and reading it is refused (403)."""
+    fake_bq.add_job("proj", job_id_for(make_metadata()), states=["RUNNING"])
+    fake_bq.fail(403, "accessDenied", method="GET")
+    meta = connector.create(make_template(), "", None, make_metadata())
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.FAILED
+    assert resource.message.startswith("BigQuery jobs.insert failed: Forbidden: 403 ")
+    assert [r.status for r in fake_bq.requests if r.method == "POST"] == [409]
+
+
+def test_a_transient_error_while_adopting_a_job_is_a_retryable_failure(fake_bq) -> None:
+    fake_bq.add_job("proj", job_id_for(make_metadata()), states=["RUNNING"])
+    fake_bq.fail(503, "serviceUnavailable", method="GET")
+    with pytest.raises(RetryableFailure, match="ServiceUnavailable: 503"):
+        connector.create(make_template(), "", None, make_metadata())
+    assert connector.create(make_template(), "", None, make_metadata()).error is None  # propeller's next try
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "error"),
+    [
+        (403, "accessDenied", "Forbidden"),  # the service account lost bigquery.jobs.get
+        (400, "invalid", "BadRequest"),  # a location BigQuery does not have
+    ],
+)
+def test_a_refused_poll_fails_the_task(fake_bq, caplog, status, reason, error) -> None:
+    meta = connector.create(make_template(), "", None, make_metadata())
+    fake_bq.fail(status, reason, method="GET")
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.FAILED
+    assert resource.message.startswith(f"BigQuery jobs.get failed: {error}: {status} ")
+    assert f"scripted {reason}" in resource.message
+    assert resource.log_links[0].name == "BigQuery Console"
+    (error_id,) = re.findall(r"\(error id ([0-9a-f]{8})\)", resource.message)
+    assert f"error id {error_id}" in caplog.text and "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "error"),
+    [(503, "serviceUnavailable", "ServiceUnavailable"), (429, "tooManyRequests", "TooManyRequests")],
+)
+def test_a_transient_poll_error_leaves_the_task_running_and_asks_again(fake_bq, status, reason, error) -> None:
+    """The job runs on in BigQuery: failing the attempt would start the query again, or fail the task."""
+    meta = connector.create(make_template(), "", None, make_metadata())
+    fake_bq.fail(status, reason, method="GET")
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.RUNNING
+    assert resource.message.startswith(f"status unknown, will ask again: BigQuery jobs.get failed: {error}: {status} ")
+    assert resource.log_links[0].name == "BigQuery Console"
+    assert connector.get(meta).phase == TaskExecution.SUCCEEDED
+
+
+def test_a_poll_that_spent_its_retries_leaves_the_task_running(fake_bq, monkeypatch) -> None:
+    meta = connector.create(make_template(), "", None, make_metadata())
+    monkeypatch.setattr(_gcp, "RETRY", _gcp.RETRY.with_timeout(0.5))
+    fake_bq.fail(500, "backendError", method="GET", count=1000)
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.RUNNING
+    assert "BigQuery jobs.get failed: RetryError: Timeout of 0.5s exceeded" in resource.message
+    assert len(fake_bq.requests_to("GET")) > 1
+
+
+@pytest.mark.parametrize(
+    ("secret", "words"),
+    [
+        ({"type": "external_account"}, "holds credentials of type 'external_account'"),
+        ({"type": "service_account", "project_id": "proj"}, "MalformedError"),  # a DefaultCredentialsError
+        ("/nowhere/key.json", "FileNotFoundError"),
+        ("{not json", "JSONDecodeError"),
+    ],
+)
+def test_credentials_that_cannot_be_used_fail_the_task(fake_bq, monkeypatch, secret, words) -> None:
+    monkeypatch.setenv(
+        "_FSEC_GOOGLE_APPLICATION_CREDENTIALS", secret if isinstance(secret, str) else json.dumps(secret)
+    )
+    meta = connector.create(make_template(), "", None, make_metadata())
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.FAILED
+    assert resource.message.startswith(
+        "BigQuery jobs.insert failed: CredentialsError: the secret google_application_credentials"
+    )
+    assert words in resource.message
+    assert fake_bq.requests == []
+
+
+def test_a_key_the_token_endpoint_refuses_fails_the_task(fake_bq, monkeypatch) -> None:
+    monkeypatch.setenv("_FSEC_GOOGLE_APPLICATION_CREDENTIALS", json.dumps(service_account_key(fake_bq)))
+    fake_bq.fail(400, "invalid_grant", method="POST")
+    meta = connector.create(make_template(), "", None, make_metadata())
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.FAILED
+    assert resource.message.startswith("BigQuery jobs.insert failed: RefreshError: ")
+    assert fake_bq.requests_to("POST", "insert") == []
+
+
+@pytest.mark.slow
+def test_a_token_endpoint_that_is_down_is_a_retryable_failure(fake_bq, monkeypatch) -> None:
+    """google-auth tries the token endpoint three times in about four seconds, then propeller tries again."""
+    monkeypatch.setenv("_FSEC_GOOGLE_APPLICATION_CREDENTIALS", json.dumps(service_account_key(fake_bq)))
+    fake_bq.fail(503, "temporarily_unavailable", method="POST", count=100)
+    with pytest.raises(RetryableFailure, match="BigQuery did not start the job, try again: RefreshError: "):
+        connector.create(make_template(), "", None, make_metadata())
+    assert fake_bq.requests_to("POST", "insert") == []
+
+
+def test_credentials_that_break_while_the_job_runs_fail_the_poll(fake_bq, monkeypatch) -> None:
+    fake_bq.plan(states=["RUNNING"])
+    meta = connector.create(make_template(), "", None, make_metadata())
+    monkeypatch.setenv("_FSEC_GOOGLE_APPLICATION_CREDENTIALS", json.dumps({"type": "external_account"}))
+    resource = connector.get(meta)
+    assert resource.phase == TaskExecution.FAILED
+    assert resource.message.startswith("BigQuery jobs.get failed: CredentialsError: ")
+    assert resource.log_links[0].name == "BigQuery Console"
 
 
 def test_an_unknown_job_fails_the_task(fake_bq) -> None:
@@ -348,11 +466,11 @@ def test_a_slow_bigquery_gives_up_inside_propellers_ten_seconds(fake_bq) -> None
     meta = connector.create(make_template(), "", None, make_metadata())
     fake_bq.delay(30, method="GET")
     start = time.monotonic()
-    with pytest.raises(Exception) as raised:
-        connector.get(meta)
+    resource = connector.get(meta)
     elapsed = time.monotonic() - start
     assert elapsed < 10, elapsed
-    assert "Timeout" in f"{type(raised.value).__name__}: {raised.value}"
+    assert resource.phase == TaskExecution.RUNNING  # asked again at the next poll
+    assert "Timeout" in resource.message
 
 
 def test_clients_are_reused_per_project_location_and_credentials(fake_bq) -> None:
@@ -360,6 +478,15 @@ def test_clients_are_reused_per_project_location_and_credentials(fake_bq) -> Non
     assert _gcp.client("proj", "US") is a
     assert _gcp.client("proj", "EU") is not a
     assert _gcp.client("other", "US") is not a
+
+
+def test_at_most_32_clients_are_kept(fake_bq) -> None:
+    """Project and location come from requests: random ones must not grow the cache without end."""
+    first = _gcp.client("proj", "loc-0")
+    for i in range(1, 33):
+        _gcp.client("proj", f"loc-{i}")
+    assert _gcp.client("proj", "loc-32") is _gcp.client("proj", "loc-32")
+    assert _gcp.client("proj", "loc-0") is not first  # the least recently used went first
 
 
 def service_account_key(fake_bq, email: str = "connector@proj.iam.gserviceaccount.com") -> dict:
@@ -418,7 +545,7 @@ def test_the_connector_secret_wins_over_google_application_credentials(fake_bq, 
 
 def test_a_rate_limited_insert_is_a_retryable_failure(fake_bq) -> None:
     fake_bq.fail(429, "jobRateLimitExceeded", method="POST")
-    with pytest.raises(RetryableFailure, match="BigQuery rate limit"):
+    with pytest.raises(RetryableFailure, match="BigQuery did not start the job, try again: TooManyRequests: 429"):
         connector.create(make_template(), "", None, make_metadata())
 
 

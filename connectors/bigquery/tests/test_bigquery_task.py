@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
-from flyteidl.core import types_pb2
+from flyteidl.core import tasks_pb2, types_pb2
 from google.protobuf import json_format
 
 from core_connectors.local import TaskFailed
@@ -38,6 +39,25 @@ def test_the_template_has_flytekits_shape() -> None:
     assert template.interface.inputs.variables["n"].type.simple == types_pb2.INTEGER
     assert template.interface.outputs.variables["results"].type.HasField("structured_dataset_type")
     assert not query_task().task_template().interface.outputs.variables
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="flytekit 1.16 does not import on Python 3.13")
+def test_the_sql_is_what_flytekit_writes() -> None:
+    """flytekitplugins-bigquery 1.16 asks for ``Sql.Dialect.ANSI``, which is 0 in flytekit's model: UNDEFINED in
+    flyteidl, whose ANSI is 1. The same bytes here, not what the names suggest."""
+    flytekit_bigquery = pytest.importorskip("flytekitplugins.bigquery")
+    flytekit_task = flytekit_bigquery.BigQueryTask(
+        name="daily.count",
+        query_template="SELECT 1 WHERE @n > 0",
+        task_config=flytekit_bigquery.BigQueryConfig(ProjectID="proj"),
+        inputs={"n": int},
+    )
+    ours = BigQueryTask(
+        name="daily.count", query_template="SELECT 1 WHERE @n > 0", task_config=BigQueryConfig(ProjectID="proj")
+    )
+    theirs = flytekit_task.get_sql(None).to_flyte_idl()  # the settings are not read
+    assert theirs.dialect == tasks_pb2.Sql.UNDEFINED
+    assert ours.task_template().sql == theirs
 
 
 def test_a_query_job_config_object_gives_its_query_settings() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import hashlib
 import json
 import os
@@ -15,13 +16,15 @@ import time
 import typing
 from typing import Any
 
+import requests
 from flyteidl.core import types_pb2
 from google.api_core import exceptions
 from google.api_core.client_info import ClientInfo
+from google.auth import exceptions as auth_exceptions
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from core_connectors import RetryableFailure, SecretNotFound, get_connector_secret
+from core_connectors import SecretNotFound, get_connector_secret
 from core_connectors.literals import literal_to_python
 
 from . import __version__
@@ -37,30 +40,37 @@ CREDENTIALS_SECRET = "google_application_credentials"
 CREDENTIALS_FILE_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
 
-_clients: dict[tuple[Any, ...], bigquery.Client] = {}
+MAX_CLIENTS = 32
+"""Clients kept (the least recently used goes first): project and location come from requests, so their
+number has no bound of its own."""
+
 _clients_lock = threading.Lock()
 _default_credentials: Any = None
 
 
-class JobRejected(Exception):
-    """BigQuery refused to start the job (bad request, permission, missing project): the task fails."""
+class CredentialsError(Exception):
+    """The configured credentials (the connector secret or GOOGLE_APPLICATION_CREDENTIALS) cannot be used."""
 
 
 # ---------------------------------------------------------------------------------------------- clients
 def client(project: str, location: str | None) -> bigquery.Client:
-    """One client per (project, location, credentials, endpoint), built on first use and then reused."""
+    """One client per (project, location, credentials, endpoint), built on first use and then reused; at most
+    ``MAX_CLIENTS`` of them."""
     creds_key, secret = _credentials_source()
-    key = (project, location, creds_key, os.environ.get(EMULATOR_HOST))
-    with _clients_lock:
-        found = _clients.get(key)
-        if found is None:
-            found = _clients[key] = bigquery.Client(
-                project=project,
-                location=location,
-                credentials=_credentials(creds_key, secret),
-                client_info=ClientInfo(user_agent=f"core-connectors-bigquery/{__version__}"),
-            )
-        return found
+    with _clients_lock:  # one client per key even when several threads ask for it at once
+        return _client(project, location, creds_key, secret, os.environ.get(EMULATOR_HOST))
+
+
+@functools.lru_cache(maxsize=MAX_CLIENTS)
+def _client(project: str, location: str | None, creds_key: str, secret: str, endpoint: str | None) -> bigquery.Client:
+    """``endpoint`` is only part of the key: the client reads BIGQUERY_EMULATOR_HOST itself. A failure (bad
+    credentials) is not cached."""
+    return bigquery.Client(
+        project=project,
+        location=location,
+        credentials=_credentials(creds_key, secret),
+        client_info=ClientInfo(user_agent=f"core-connectors-bigquery/{__version__}"),
+    )
 
 
 def _credentials_source() -> tuple[str, str]:
@@ -94,28 +104,54 @@ def _credentials(creds_key: str, secret: str) -> Any:
 
             _default_credentials, _ = google.auth.default(scopes=bigquery.Client.SCOPE)
         return _default_credentials
-    if secret.lstrip().startswith("{"):
-        info = json.loads(secret)
-    else:
-        with open(secret) as f:
-            info = json.load(f)
-    kind = info.get("type")
-    if kind == "service_account":
-        from google.oauth2 import service_account
+    where = f"the secret {CREDENTIALS_SECRET} (or {CREDENTIALS_FILE_ENV})"
+    try:
+        if secret.lstrip().startswith("{"):
+            info = json.loads(secret)
+        else:
+            with open(secret) as f:
+                info = json.load(f)
+        kind = info.get("type") if isinstance(info, dict) else None
+        if kind == "service_account":
+            from google.oauth2 import service_account
 
-        return service_account.Credentials.from_service_account_info(info, scopes=bigquery.Client.SCOPE)
-    if kind == "authorized_user":
-        from google.oauth2 import credentials
+            return service_account.Credentials.from_service_account_info(info, scopes=bigquery.Client.SCOPE)
+        if kind == "authorized_user":
+            from google.oauth2 import credentials
 
-        return credentials.Credentials.from_authorized_user_info(info, scopes=bigquery.Client.SCOPE)
-    raise ValueError(f"the secret {CREDENTIALS_SECRET} holds credentials of type {kind!r}: give a service account key")
+            return credentials.Credentials.from_authorized_user_info(info, scopes=bigquery.Client.SCOPE)
+    except (OSError, ValueError, auth_exceptions.DefaultCredentialsError) as e:  # unreadable, not JSON, malformed
+        raise CredentialsError(f"{where} cannot be used: {type(e).__name__}: {e}") from e
+    raise CredentialsError(f"{where} holds credentials of type {kind!r}: give a service account key")
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed call may pass when made again: 429, 5xx, the retry budget spent on such errors,
+    timeouts and dropped connections, a token endpoint that was down. Everything else (4xx, credentials
+    that do not work, a TLS error) stays failed whatever the number of tries."""
+    if isinstance(error, (exceptions.TooManyRequests, exceptions.ServerError, exceptions.RetryError)):
+        return True
+    if isinstance(error, exceptions.GoogleAPICallError):
+        return error.code == 408
+    if isinstance(error, auth_exceptions.GoogleAuthError):
+        return isinstance(error, (auth_exceptions.TransportError, auth_exceptions.TimeoutError)) or bool(
+            getattr(error, "retryable", False)
+        )
+    if isinstance(error, requests.exceptions.SSLError):
+        return False
+    return isinstance(
+        error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- calls
 def start_query(
     project: str, location: str | None, sql: str, job_config: bigquery.QueryJobConfig, job_id: str
 ) -> bigquery.QueryJob:
-    """Insert the job, or adopt the job with the same id that an earlier CreateTask already inserted."""
+    """Insert the job, or adopt the job with the same id that an earlier CreateTask already inserted.
+
+    Raises what the client raises (``is_transient`` tells which errors may pass), or ``CredentialsError``."""
     deadline = time.monotonic() + RETRY_DEADLINE
     bq = client(project, location)
     try:
@@ -130,20 +166,15 @@ def start_query(
             job_retry=None,
         )
     except exceptions.Conflict:
-        left = max(deadline - time.monotonic(), 1.0)  # the whole create stays inside one budget
-        retry = RETRY.with_timeout(left)
-        job = bq.get_job(job_id, project=project, location=location, retry=retry, timeout=min(REQUEST_TIMEOUT, left))
-        return typing.cast(bigquery.QueryJob, job)  # the job with our query's id is a query job
-    except exceptions.TooManyRequests as e:  # a quota that refills: propeller may create the task again
-        raise RetryableFailure(f"BigQuery rate limit ({e.code}): {e.message}") from None
-    except exceptions.ClientError as e:
-        raise JobRejected(f"BigQuery refused the job ({e.code} {type(e).__name__}): {e.message}") from None
-    except (exceptions.ServerError, exceptions.RetryError) as e:  # still failing when the retry budget ran out
-        raise RetryableFailure(f"BigQuery did not start the job: {type(e).__name__}: {e}") from None
+        pass
+    left = max(deadline - time.monotonic(), 1.0)  # the whole create stays inside one budget
+    retry = RETRY.with_timeout(left)
+    job = bq.get_job(job_id, project=project, location=location, retry=retry, timeout=min(REQUEST_TIMEOUT, left))
+    return typing.cast(bigquery.QueryJob, job)  # the job with our query's id is a query job
 
 
 def get_job(project: str, location: str | None, job_id: str) -> Any:
-    """The job, or None when BigQuery does not know it."""
+    """The job, or None when BigQuery does not know it; other errors are raised (see ``is_transient``)."""
     try:
         return client(project, location).get_job(
             job_id, project=project, location=location, retry=RETRY, timeout=REQUEST_TIMEOUT

@@ -19,7 +19,7 @@ from typing import Any
 from flyteidl.core import literals_pb2
 from flyteidl.core.execution_pb2 import TaskExecution, TaskLog
 
-from core_connectors import AsyncConnectorBase, Resource, ResourceMeta
+from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, RetryableFailure, failed_resource
 from core_connectors.literals import structured_dataset_literal
 from core_connectors.templates import custom_dict
 
@@ -87,9 +87,12 @@ class BigQueryConnector(AsyncConnectorBase[BigQueryMetadata]):
             )
         try:
             job = _gcp.start_query(project, location, task_template.sql.statement, job_config, job_id)
-        except _gcp.JobRejected as e:
+        except Exception as e:  # whatever the client raised: the task fails, or propeller asks again
+            if _gcp.is_transient(e):  # the same job id then adopts a job that did start
+                raise RetryableFailure(f"BigQuery did not start the job, try again: {type(e).__name__}: {e}") from None
+            error = failed_resource(e, "BigQuery jobs.insert").message  # logged once, told at every poll
             return BigQueryMetadata(
-                job_id=job_id, project=project, location=location, has_results=has_results, error=str(e)
+                job_id=job_id, project=project, location=location, has_results=has_results, error=error
             )
         return BigQueryMetadata(job_id=job.job_id, project=job.project, location=job.location, has_results=has_results)
 
@@ -100,7 +103,10 @@ class BigQueryConnector(AsyncConnectorBase[BigQueryMetadata]):
         if meta.error:
             return Resource(phase=TaskExecution.FAILED, message=meta.error)
         log_links = [console_link(meta)]
-        job = _gcp.get_job(meta.project, meta.location, meta.job_id)
+        try:
+            job = _gcp.get_job(meta.project, meta.location, meta.job_id)
+        except Exception as e:
+            return poll_failure(e, log_links)
         if job is None:
             message = f"BigQuery job {meta.job_id} not found in project {meta.project}, location {meta.location}"
             return Resource(phase=TaskExecution.FAILED, message=message, log_links=log_links)
@@ -142,6 +148,20 @@ def console_link(meta: BigQueryMetadata) -> TaskLog:
         f"&j=bq:{meta.location}:{meta.job_id}&page=queryresults"
     )
     return TaskLog(uri=uri, name="BigQuery Console")
+
+
+def poll_failure(error: Exception, log_links: list[TaskLog]) -> Resource:
+    """A jobs.get that failed. A permanent error (403, 400, credentials) fails the task. A transient one (429,
+    5xx, a timeout) leaves it RUNNING, asked again at the next poll: the job runs on in BigQuery, while a
+    failed attempt would start the query a second time (and, without retries left, fail the task)."""
+    from . import _gcp
+
+    if _gcp.is_transient(error):
+        told = failed_resource(error, "BigQuery jobs.get", retryable=True)
+        message = f"status unknown, will ask again: {told.message}"
+        return Resource(phase=TaskExecution.RUNNING, message=message, log_links=log_links)
+    told = failed_resource(error, "BigQuery jobs.get")
+    return Resource(phase=told.phase, message=told.message, log_links=log_links)
 
 
 def failure(error_result: dict[str, Any]) -> tuple[int, str]:

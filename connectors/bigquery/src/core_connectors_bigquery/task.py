@@ -66,7 +66,9 @@ class BigQueryTask(AsyncConnectorExecutorMixin, ConnectorTask):
         return custom
 
     def get_sql(self) -> tasks_pb2.Sql:
-        """The statement with the dialect unset, as flytekit's template carries it."""
+        """The statement with the dialect unset, as flytekit's template carries it: flytekitplugins-bigquery asks
+        for ``Sql.Dialect.ANSI``, which is 0 in flytekit's model and so UNDEFINED on the wire (flyteidl's ANSI is 1).
+        """
         return tasks_pb2.Sql(statement=self.query_template)
 
     def task_template(self) -> tasks_pb2.TaskTemplate:
