@@ -392,6 +392,10 @@ class MisbehavingConnector(_Base):
             await asyncio.sleep(3600)
         if job == "raise":
             raise ZeroDivisionError("division by zero in the connector")
+        if job == "exit":  # a library calling sys.exit (argparse on a bad argument)
+            raise SystemExit(2)
+        if job == "interrupt":
+            raise KeyboardInterrupt
         if job == "wrong type":
             return {"phase": "SUCCEEDED"}
         if job == "block the loop":
@@ -406,6 +410,8 @@ class MisbehavingConnector(_Base):
         ("raise", grpc.StatusCode.INTERNAL, "ZeroDivisionError: division by zero in the connector (error id "),
         ("wrong type", grpc.StatusCode.INTERNAL, "TypeError: the connector returned dict, expected a Resource"),
         ("block the loop", grpc.StatusCode.OK, ""),
+        ("exit", grpc.StatusCode.INTERNAL, "RuntimeError: the connector raised SystemExit: 2 (error id "),
+        ("interrupt", grpc.StatusCode.INTERNAL, "RuntimeError: the connector raised KeyboardInterrupt (error id "),
     ],
 )
 def test_a_misbehaving_connector_gets_a_clear_status_and_the_service_keeps_serving(
@@ -423,6 +429,40 @@ def test_a_misbehaving_connector_gets_a_clear_status_and_the_service_keeps_servi
         while "Misbehaving Connector.get" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "Misbehaving Connector.get" in caplog.text
+    assert service.async_stub.GetTask(get_request("healthy"), timeout=TIMEOUT).resource.phase == Phase.RUNNING
+
+
+class ExitingPlainConnector(_Base):
+    """Plain ``def`` methods (run in the pool) that call sys.exit: get at once, get_logs after a line."""
+
+    name = "Exiting Plain Connector"
+
+    def __init__(self) -> None:
+        super().__init__("exiting")
+
+    def get(self, resource_meta, **kwargs):
+        raise SystemExit("bye")
+
+    def get_logs(self, resource_meta, **kwargs):
+        yield agent_pb2.GetTaskLogsResponse()
+        raise SystemExit(1)
+
+
+def test_sys_exit_in_a_plain_connector_fails_the_call_not_the_service(connector_service):
+    service = connector_service(ExitingPlainConnector(), HealthyConnector())
+    with pytest.raises(grpc.RpcError) as caught:
+        service.async_stub.GetTask(get_request("exiting"), timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "the connector raised SystemExit: bye" in caught.value.details()
+    request = agent_pb2.GetTaskLogsRequest(
+        task_category=agent_pb2.TaskCategory(name="exiting"), resource_meta=JobMeta(job_id="j1").encode()
+    )
+    stream = service.async_stub.GetTaskLogs(request, timeout=TIMEOUT)
+    next(stream)  # the first line arrives, then the generator exits
+    with pytest.raises(grpc.RpcError) as caught:
+        next(stream)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "the connector raised SystemExit: 1" in caught.value.details()
     assert service.async_stub.GetTask(get_request("healthy"), timeout=TIMEOUT).resource.phase == Phase.RUNNING
 
 

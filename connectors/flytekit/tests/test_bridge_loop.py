@@ -48,6 +48,21 @@ async def test_the_result_exception_and_context_come_back():
         await run_on_bridge_loop(fail())
 
 
+@pytest.mark.parametrize("stop", [SystemExit(2), KeyboardInterrupt()])
+async def test_sys_exit_in_a_bridged_call_fails_that_call_and_the_bridge_loop_lives_on(stop):
+    """flytekit's Sensor engine imports the module its metadata names: one whose import calls sys.exit."""
+
+    async def exiting():
+        raise stop
+
+    async def fine():
+        return "still here"
+
+    with pytest.raises(RuntimeError, match=f"the flytekit connector raised {type(stop).__name__}"):
+        await asyncio.wait_for(run_on_bridge_loop(exiting()), 5)
+    assert await asyncio.wait_for(run_on_bridge_loop(fine()), 5) == "still here"
+
+
 async def test_cancelling_the_call_cancels_the_coroutine_on_the_bridge_loop():
     started, cancelled = threading.Event(), threading.Event()
 

@@ -214,6 +214,16 @@ async def test_a_missing_input_fails_without_calling_the_api(fake):
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("config", ["abc", 5, ["x"]])
+async def test_a_config_that_is_not_a_dict_fails_without_calling_the_api(fake, config):
+    template = batch_template({})
+    template.custom.update({"config": config})
+    meta = await BatchEndpointConnector().create(template, "", inputs(input_file_id="file-1"), None)
+    resource = await BatchEndpointConnector().get(meta)
+    assert resource.phase == P.FAILED and "config must be a dict" in resource.message
+    assert fake.requests == []
+
+
 async def test_a_poll_that_fails_briefly_keeps_the_task_running(fake, jsonl_file):
     connector, meta = await start(fake, jsonl_file)
     fake.respond("GET", "/v1/batches/", 503, headers={"retry-after": "0"}, times=2)

@@ -68,7 +68,11 @@ async def test_system_prompt_and_messages_come_before_the_input(fake):
 
 @pytest.mark.parametrize(
     "config, message, why",
-    [({"temperature": 1}, "x", "'model'"), ({"model": "m"}, "", "nothing to send")],
+    [
+        ({"temperature": 1}, "x", "'model'"),
+        ({"model": "m"}, "", "nothing to send"),
+        ({"model": "m", "messages": 5}, "x", "not iterable"),  # a TypeError, once an INTERNAL of the service
+    ],
 )
 async def test_a_bad_config_fails_without_calling_the_api(fake, config, message, why):
     resource = await ChatGPTConnector().do(chat_template(config), "", inputs(message=message))
@@ -113,6 +117,16 @@ async def test_api_errors_become_phases_with_the_api_message(fake, status, phase
     assert f"OpenAI API error {status}" in resource.message and f"scripted error {status}" in resource.message
     expected_calls = 2 if phase == TaskExecution.RETRYABLE_FAILED else 1  # one quick retry, no more
     assert len(fake.requests) == expected_calls
+
+
+async def test_a_storm_of_failures_gets_a_few_log_lines_and_every_reply_its_error_id(fake, caplog):
+    fake.respond("POST", CHAT, 429, headers={"retry-after": "0"}, times=100)
+    connector = ChatGPTConnector(max_retries=0)
+    replies = [await connector.do(chat_template({"model": "m"}), "", inputs(message="x")) for _ in range(20)]
+    assert all(r.phase == TaskExecution.RETRYABLE_FAILED and "OpenAI API error 429" in r.message for r in replies)
+    assert len({r.message for r in replies}) == 20  # each with its own error id, as its log line if it has one
+    lines = [r for r in caplog.records if r.name == "core_connectors_openai.chatgpt"]
+    assert 1 <= len(lines) <= 5 and all("Traceback" in r.getMessage() for r in lines)
 
 
 async def test_a_429_with_retry_after_is_retried_once_and_then_succeeds(fake):

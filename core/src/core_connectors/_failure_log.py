@@ -138,14 +138,21 @@ TASK_FAILURES = LogLimit(logger=logging.getLogger("core_connectors.connectors"))
 
 
 def failed_resource(
-    error: BaseException, source: str, *, retryable: bool = False, logger: logging.Logger | None = None
+    error: BaseException,
+    source: str,
+    *,
+    retryable: bool = False,
+    logger: logging.Logger | None = None,
+    message: str | None = None,
 ) -> Resource:
     """A Resource that ends the task on ``error`` (FAILED, or RETRYABLE_FAILED when ``retryable``), for a
     connector whose job's failure is an exception of its own client: the message says ``"<source> failed:
-    Type: message (error id ...)"``, the log (``logger``, else ``core_connectors.connectors``) has the
+    Type: message (error id ...)"`` (or ``"<message> (error id ...)"`` when the connector has better words,
+    a vendor's status and request id), the log (``logger``, else ``core_connectors.connectors``) has the
     traceback under the same id, both with secrets scrubbed, at most a few lines per source and type of error
     every ten seconds (the rest are counted)."""
-    message = f"{truncate(scrub(source))} failed: {one_line(error)} (error id {error_id()})"
+    told = truncate(scrub(message)) if message is not None else f"{truncate(scrub(source))} failed: {one_line(error)}"
+    message = f"{told} (error id {error_id()})"
     held = TASK_FAILURES.admit((source, type(error).__name__))
     if held is not None:
         (logger or TASK_FAILURES.logger).warning("%s%s\n%s", message, TASK_FAILURES.note(held), traceback_text(error))

@@ -66,7 +66,7 @@ class _Call:
 
     def start(self) -> None:
         """On the bridge loop (in a copy of the caller's context, which ``call_soon_threadsafe`` carries)."""
-        self.task = asyncio.get_running_loop().create_task(self.coro)
+        self.task = asyncio.get_running_loop().create_task(_contained(self.coro))
         self.task.add_done_callback(self.finished)
 
     def finished(self, task: asyncio.Task[Any]) -> None:
@@ -90,6 +90,16 @@ class _Call:
         """On the bridge loop, after ``start`` (the loop runs its callbacks in order)."""
         if self.task is not None:
             self.task.cancel()
+
+
+async def _contained(coro: Coroutine[Any, Any, T]) -> T:
+    """SystemExit or KeyboardInterrupt from a flytekit connector (a library's ``sys.exit``) would leave a task
+    through ``run_forever`` and end the bridge loop's thread, and every bridged call after it would wait for
+    ever: it fails the call that raised it instead."""
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise RuntimeError(f"the flytekit connector raised {type(e).__name__}{f': {e}' if str(e) else ''}") from e
 
 
 async def run_on_bridge_loop(coro: Coroutine[Any, Any, T]) -> T:

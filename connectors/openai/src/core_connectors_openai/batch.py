@@ -15,7 +15,7 @@ from typing import Any
 from flyteidl.core import literals_pb2
 from flyteidl.core.execution_pb2 import TaskExecution, TaskLog
 
-from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, ResourceMetaDecodeError
+from core_connectors import AsyncConnectorBase, Resource, ResourceMeta, ResourceMetaDecodeError, failed_resource
 from core_connectors.literals import literal_type_for, python_to_literal
 from core_connectors.templates import custom_dict
 
@@ -129,10 +129,14 @@ class BatchEndpointConnector(AsyncConnectorBase[BatchEndpointMetadata]):
     ) -> BatchEndpointMetadata:
         custom = custom_dict(task_template)
         org = custom.get("openai_organization")
-        config = dict(custom.get("config") or {})
-        config.setdefault("completion_window", "24h")
-        config.setdefault("endpoint", "/v1/chat/completions")
-        input_file_id = input_value(inputs, "input_file_id")
+        config = custom.get("config") or {}
+        if not isinstance(config, dict):
+            return BatchEndpointMetadata(batch_id="", openai_org=org, error="config must be a dict")
+        config = {"completion_window": "24h", "endpoint": "/v1/chat/completions", **config}
+        try:
+            input_file_id = input_value(inputs, "input_file_id")
+        except (TypeError, ValueError) as e:  # an input that is not a value here (offloaded)
+            return BatchEndpointMetadata(batch_id="", openai_org=org, error=f"the input 'input_file_id': {e}")
         if not isinstance(input_file_id, str) or not input_file_id:
             return BatchEndpointMetadata(batch_id="", openai_org=org, error="the input 'input_file_id' is missing")
 
@@ -148,13 +152,10 @@ class BatchEndpointConnector(AsyncConnectorBase[BatchEndpointMetadata]):
             return BatchEndpointMetadata(batch_id="", openai_org=org, error=f"config is not accepted by the SDK: {e}")
         except Exception as e:
             failure = _client.describe_error(e, timeout=self.timeout)
-            logger.warning("creating a batch failed: %s", failure.message)
-            return BatchEndpointMetadata(
-                batch_id="",
-                openai_org=org,
-                error=f"cannot create the batch: {failure.message}",
-                retryable=failure.retryable,
+            told = failed_resource(
+                e, "OpenAI batches.create", logger=logger, message=f"cannot create the batch: {failure.message}"
             )
+            return BatchEndpointMetadata(batch_id="", openai_org=org, error=told.message, retryable=failure.retryable)
         return BatchEndpointMetadata(batch_id=batch.id, openai_org=org)
 
     async def _created_for(self, organization: str | None, execution: str, input_file_id: str) -> str | None:
@@ -179,14 +180,11 @@ class BatchEndpointConnector(AsyncConnectorBase[BatchEndpointMetadata]):
             batch = await self._call(resource_meta.openai_org, "retrieve", resource_meta.batch_id)
         except Exception as e:
             failure = _client.describe_error(e, timeout=self.timeout)
-            logger.warning("polling batch %s failed: %s", resource_meta.batch_id, failure.message)
+            told = failed_resource(e, "OpenAI batches.retrieve", logger=logger, message=failure.message)
             if failure.retryable:  # the batch runs on regardless: say so and ask again at the next poll
-                return Resource(
-                    phase=TaskExecution.RUNNING,
-                    message=f"status unknown, will ask again: {failure.message}",
-                    log_links=link,
-                )
-            return Resource(phase=TaskExecution.FAILED, message=failure.message, log_links=link)
+                message = f"status unknown, will ask again: {told.message}"
+                return Resource(phase=TaskExecution.RUNNING, message=message, log_links=link)
+            return Resource(phase=TaskExecution.FAILED, message=told.message, log_links=link)
         return batch_resource(batch, link)
 
     async def delete(self, resource_meta: BatchEndpointMetadata, **kwargs: Any) -> None:

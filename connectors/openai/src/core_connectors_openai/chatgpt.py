@@ -13,7 +13,7 @@ from typing import Any
 
 from flyteidl.core.execution_pb2 import TaskExecution
 
-from core_connectors import Resource, SyncConnectorBase
+from core_connectors import Resource, SyncConnectorBase, failed_resource
 from core_connectors.templates import custom_dict
 
 from . import _client
@@ -48,7 +48,7 @@ class ChatGPTConnector(SyncConnectorBase):
         custom = custom_dict(task_template)
         try:
             request = _request(custom.get("chatgpt_config"), input_value(inputs, "message"))
-        except ValueError as e:
+        except (TypeError, ValueError) as e:  # a config or an input that makes no request (an offloaded message)
             return Resource(phase=TaskExecution.FAILED, message=str(e))
 
         try:
@@ -60,9 +60,9 @@ class ChatGPTConnector(SyncConnectorBase):
             return Resource(phase=TaskExecution.FAILED, message=f"chatgpt_config is not accepted by the SDK: {e}")
         except Exception as e:
             failure = _client.describe_error(e, timeout=self.timeout)
-            logger.warning("chat completion failed: %s", failure.message)
-            phase = TaskExecution.RETRYABLE_FAILED if failure.retryable else TaskExecution.FAILED
-            return Resource(phase=phase, message=failure.message)
+            return failed_resource(
+                e, "OpenAI chat completion", retryable=failure.retryable, logger=logger, message=failure.message
+            )
         return _resource(completion)
 
 

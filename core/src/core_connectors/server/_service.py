@@ -148,6 +148,8 @@ class Dispatcher:
             if inspect.isawaitable(result):  # a plain def that hands back a coroutine (a decorated async def)
                 result = await result
             return result
+        except (SystemExit, KeyboardInterrupt) as e:
+            raise _stopping(e) from e
         finally:
             self.metrics.call_ended(task_type)
 
@@ -276,10 +278,13 @@ class Dispatcher:
             items = self._iterate_in_pool(connector, iter(result))
         else:
             raise TypeError(f"get_logs returned {type(result).__name__}, expected GetTaskLogsResponse(s)")
-        async for item in items:
-            response = logs_response(item)
-            self.fits(response, rpc)
-            yield response
+        try:
+            async for item in items:
+                response = logs_response(item)
+                self.fits(response, rpc)
+                yield response
+        except (SystemExit, KeyboardInterrupt) as e:
+            raise _stopping(e) from e
 
     async def _iterate_in_pool(self, connector: ConnectorBase, it: Iterator[Any]) -> AsyncIterator[Any]:
         """Each ``next`` of a plain generator may block (it is connector code, which may follow a job's logs for
@@ -365,6 +370,12 @@ class Bulkhead:
     def leave_if_cancelled(self, future: concurrent.futures.Future[Any]) -> None:
         if future.cancelled():  # never started: _call_and_leave did not run
             self.leave()
+
+
+def _stopping(exc: BaseException) -> RuntimeError:
+    """SystemExit or KeyboardInterrupt from connector code (a library's ``sys.exit``): raised through the event
+    loop, either would stop the whole service; it fails the call that raised it (INTERNAL), nothing more."""
+    return RuntimeError(f"the connector raised {type(exc).__name__}{f': {exc}' if str(exc) else ''}")
 
 
 def _next(it: Iterator[Any], done: object) -> Any:
