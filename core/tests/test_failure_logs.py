@@ -185,6 +185,16 @@ def test_a_task_ended_on_an_exception_is_told_as_the_service_tells_its_own_failu
     assert retryable.message.startswith("AcmeClient failed: ConnectionResetError (error id ")
 
 
+def test_a_connectors_own_words_are_told_with_the_error_id_and_scrubbed(caplog, monkeypatch):
+    monkeypatch.setenv("ACME_API_KEY", "sk-acme-5ecret-value-123")
+    caplog.set_level(logging.WARNING)
+    error = _raised(RuntimeError("HTTP 429"))
+    told = failed_resource(error, "AcmeClient", message="Acme error 429 (rate_limited) for sk-acme-5ecret-value-123")
+    assert re.fullmatch(r"Acme error 429 \(rate_limited\) for \[redacted\] \(error id ([0-9a-f]{8})\)", told.message)
+    (record,) = [r for r in caplog.records if r.name == "core_connectors.connectors"]
+    assert record.getMessage().startswith(told.message) and "RuntimeError: HTTP 429" in record.getMessage()
+
+
 def test_a_client_that_fails_every_poll_gets_a_few_log_lines_not_one_per_call(caplog):
     own = logging.getLogger("acme.flood")
     caplog.set_level(logging.WARNING)
