@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from .._connector import AsyncConnectorBase, ConnectorBase, ResourceMeta, SyncConnectorBase
 from .._errors import ConnectorNotFound, RetryableFailure
+from .._failure_log import one_line
 from .._registry import Registry
 from ..secrets import scrub
 from ._errors import LogLimit, ServiceError, describe_failure, logger, unimplemented
@@ -375,7 +376,7 @@ class Bulkhead:
 def _stopping(exc: BaseException) -> RuntimeError:
     """SystemExit or KeyboardInterrupt from connector code (a library's ``sys.exit``): raised through the event
     loop, either would stop the whole service; it fails the call that raised it (INTERNAL), nothing more."""
-    return RuntimeError(f"the connector raised {type(exc).__name__}{f': {exc}' if str(exc) else ''}")
+    return RuntimeError(f"the connector raised {one_line(exc)}")
 
 
 def _next(it: Iterator[Any], done: object) -> Any:
